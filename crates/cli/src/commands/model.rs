@@ -1,0 +1,248 @@
+//! `engine model validate|show DIR`: check a model package and summarise it.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use fl_package::{Entry, Inspection, ModelPackage, Problems, Resize, inspect_package};
+use serde::Serialize;
+
+/// `engine model ...`
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Check every file of a model package and print every problem found.
+    ///
+    /// Exits with status 1 when there is an error; warnings alone exit 0.
+    Validate(PackageArgs),
+    /// Print a package's Model Card summary, labels and weights file.
+    Show(PackageArgs),
+}
+
+/// Arguments shared by the `model` subcommands.
+#[derive(Debug, Args)]
+pub struct PackageArgs {
+    /// The package directory (README.md, config.json, weights).
+    dir: PathBuf,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs a `model` subcommand.
+pub fn run(command: ModelCommand) -> Result<ExitCode> {
+    let catalog = fl_torch::builtin_catalog();
+    match command {
+        ModelCommand::Validate(args) => {
+            let inspection = inspect_package(&args.dir, &catalog);
+            if args.json {
+                print_json(&ValidateOutput {
+                    package: &args.dir,
+                    valid: inspection.package.is_some(),
+                    errors: inspection.problems.error_count(),
+                    warnings: inspection.problems.warning_count(),
+                    problems: &inspection.problems,
+                })?;
+            } else {
+                print_problems(&args.dir, &inspection);
+                if inspection.package.is_some() {
+                    println!("{}: valid model package", args.dir.display());
+                }
+            }
+            Ok(exit_code(&inspection))
+        }
+        ModelCommand::Show(args) => {
+            let inspection = inspect_package(&args.dir, &catalog);
+            let Some(package) = &inspection.package else {
+                if args.json {
+                    print_json(&ValidateOutput {
+                        package: &args.dir,
+                        valid: false,
+                        errors: inspection.problems.error_count(),
+                        warnings: inspection.problems.warning_count(),
+                        problems: &inspection.problems,
+                    })?;
+                } else {
+                    print_problems(&args.dir, &inspection);
+                }
+                return Ok(exit_code(&inspection));
+            };
+            if args.json {
+                print_json(&ShowOutput::from(package))?;
+            } else {
+                print_problems(&args.dir, &inspection);
+                print_summary(package);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn exit_code(inspection: &Inspection) -> ExitCode {
+    if inspection.package.is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn print_json(value: &impl Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Problems go to stderr, one per line, followed by a count.
+fn print_problems(dir: &Path, inspection: &Inspection) {
+    let problems = &inspection.problems;
+    for problem in problems {
+        eprintln!("{problem}");
+    }
+    if problems.has_errors() {
+        eprintln!(
+            "{}: {} error{}, {} warning{}",
+            dir.display(),
+            problems.error_count(),
+            plural(problems.error_count()),
+            problems.warning_count(),
+            plural(problems.warning_count())
+        );
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+#[derive(Serialize)]
+struct ValidateOutput<'a> {
+    package: &'a Path,
+    valid: bool,
+    errors: usize,
+    warnings: usize,
+    problems: &'a Problems,
+}
+
+#[derive(Serialize)]
+struct ShowOutput<'a> {
+    package: &'a Path,
+    name: &'a str,
+    display_name: &'a str,
+    tasks: Vec<&'static str>,
+    license: &'a str,
+    author: &'a str,
+    framework: Option<&'a str>,
+    tags: &'a [String],
+    is_federated: bool,
+    entry: &'a Entry,
+    labels: Option<&'a [String]>,
+    param_file: ParamOutput<'a>,
+    preprocessor: Option<&'a fl_package::PreprocessorConfig>,
+    warnings: &'a Problems,
+}
+
+#[derive(Serialize)]
+struct ParamOutput<'a> {
+    path: &'a str,
+    format: fl_package::ParamFormat,
+    size_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tensors: Option<usize>,
+}
+
+impl<'a> From<&'a ModelPackage> for ShowOutput<'a> {
+    fn from(p: &'a ModelPackage) -> Self {
+        Self {
+            package: &p.root,
+            name: &p.card.name,
+            display_name: &p.card.display_name,
+            tasks: p.card.tasks.iter().map(|t| t.as_str()).collect(),
+            license: &p.card.license,
+            author: &p.card.author,
+            framework: p.card.framework.as_deref(),
+            tags: &p.card.tags,
+            is_federated: p.card.is_federated,
+            entry: &p.config.entry,
+            labels: p.labels(),
+            param_file: ParamOutput {
+                path: &p.config.param_file,
+                format: p.param_file.format,
+                size_bytes: p.param_file.size,
+                tensors: p.param_file.tensor_count,
+            },
+            preprocessor: p.preprocessor.as_ref(),
+            warnings: &p.warnings,
+        }
+    }
+}
+
+fn print_summary(p: &ModelPackage) {
+    let card = &p.card;
+    let row = |key: &str, value: &str| println!("{key:<14}{value}");
+    row("name", &card.name);
+    row("display name", &card.display_name);
+    row(
+        "tasks",
+        &card
+            .tasks
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    row("license", &card.license);
+    row("author", &card.author);
+    row(
+        "framework",
+        card.framework.as_deref().unwrap_or("(not given)"),
+    );
+    row("federated", if card.is_federated { "yes" } else { "no" });
+    if !card.tags.is_empty() {
+        row("tags", &card.tags.join(", "));
+    }
+    let model = match &p.config.entry {
+        Entry::Module { module, class } => format!("{module}.{class} (built into the engine)"),
+        Entry::File { path, class } => format!("{class} from TorchScript file {path}"),
+    };
+    row("model", &model);
+    let labels = match p.labels() {
+        Some(labels) => format!("{} ({})", labels.len(), labels.join(", ")),
+        None => "(not given; taken from the dataset when fine-tuning)".to_owned(),
+    };
+    row("labels", &labels);
+    let tensors = p
+        .param_file
+        .tensor_count
+        .map(|n| format!(", {n} tensors"))
+        .unwrap_or_default();
+    row(
+        "param file",
+        &format!(
+            "{} ({}, {} bytes{tensors})",
+            p.config.param_file, p.param_file.format, p.param_file.size
+        ),
+    );
+    if let Some(pre) = &p.preprocessor {
+        let mut steps = Vec::new();
+        match pre.resize {
+            Some(Resize::Exact { height, width }) => steps.push(format!("resize {height}x{width}")),
+            Some(Resize::ShortestEdge(n)) => steps.push(format!("resize shortest edge {n}")),
+            None => {}
+        }
+        if let Some((h, w)) = pre.center_crop {
+            steps.push(format!("center crop {h}x{w}"));
+        }
+        if let Some(a) = pre.affine {
+            steps.push(format!(
+                "random affine (degrees {:?}, translate {:?})",
+                a.degrees, a.translate
+            ));
+        }
+        if pre.horizontal_flip {
+            steps.push("random horizontal flip".to_owned());
+        }
+        if let Some(n) = &pre.normalize {
+            steps.push(format!("normalize (mean {:?}, std {:?})", n.mean, n.std));
+        }
+        row("preprocessing", &steps.join(", "));
+    }
+}

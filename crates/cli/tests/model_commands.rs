@@ -1,0 +1,123 @@
+//! `engine model validate|show` as a user runs them: the built binary, with no
+//! `LD_LIBRARY_PATH`, on the shipped example package and on a broken copy of it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn engine(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(args)
+        // The binary must find libtorch by itself (rpath), not through the test runner.
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .expect("engine runs")
+}
+
+fn example() -> String {
+    repo_root().join("models/digits-cnn").display().to_string()
+}
+
+#[test]
+fn the_example_package_validates_and_shows() {
+    let out = engine(&["model", "validate", &example()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid model package"));
+    assert!(stderr.is_empty(), "no problem expected: {stderr}");
+
+    let out = engine(&["model", "show", "--json", &example()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(shown["name"], "digits-cnn");
+    assert_eq!(shown["entry"]["class"], "SmallCnn");
+    assert_eq!(shown["labels"].as_array().map(Vec::len), Some(10));
+    assert_eq!(shown["param_file"]["format"], "safetensors");
+    assert_eq!(shown["param_file"]["tensors"], 16);
+
+    let out = engine(&["model", "show", &example()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Handwritten digits CNN") && text.contains("safetensors"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_broken_package_lists_every_problem_and_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for file in [
+        "README.md",
+        "config.json",
+        "preprocessor_config.json",
+        "model.safetensors",
+    ] {
+        std::fs::copy(
+            repo_root().join("models/digits-cnn").join(file),
+            dir.path().join(file),
+        )
+        .expect("copy");
+    }
+    let card = std::fs::read_to_string(dir.path().join("README.md")).expect("card");
+    std::fs::write(
+        dir.path().join("README.md"),
+        card.replace("framework: PyTorch", "framework: TensorFlow"),
+    )
+    .expect("card");
+    let config = std::fs::read_to_string(dir.path().join("config.json")).expect("config");
+    std::fs::write(
+        dir.path().join("config.json"),
+        config.replace("SmallCnn", "BigCnn"),
+    )
+    .expect("config");
+    let path = dir.path().display().to_string();
+
+    let out = engine(&["model", "validate", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("README.md:7:12: key `framework`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("config.json: key `entry_class`: module `fedengine.vision` has no model class `BigCnn` (accepted: ResNet18, ResNet34, SmallCnn)"), "{stderr}");
+    assert!(stderr.contains("2 errors, 0 warnings"), "{stderr}");
+
+    let out = engine(&["model", "validate", "--json", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["valid"], false);
+    assert_eq!(report["errors"], 2);
+    assert_eq!(report["problems"][0]["position"]["line"], 7);
+
+    let out = engine(&["model", "show", &path]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn version_and_help_work_for_every_subcommand() {
+    let out = engine(&["--version"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .starts_with(concat!("engine ", env!("CARGO_PKG_VERSION")))
+    );
+    for args in [
+        &["--help"][..],
+        &["model", "--help"],
+        &["model", "validate", "--help"],
+        &["model", "show", "--help"],
+    ] {
+        let out = engine(args);
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage: engine"),
+            "{args:?}"
+        );
+    }
+}
