@@ -20,6 +20,10 @@ enum Command {
     /// Check and inspect model packages.
     #[command(subcommand)]
     Model(commands::model::ModelCommand),
+    /// Fine-tune a model package on a local dataset and write model.zip.
+    Finetune(commands::finetune::FinetuneArgs),
+    /// Print the most probable labels of images.
+    Predict(commands::predict::PredictArgs),
 }
 
 fn main() -> ExitCode {
@@ -27,6 +31,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Model(command) => commands::model::run(command),
+        Command::Finetune(args) => commands::finetune::run(args),
+        Command::Predict(args) => commands::predict::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -31,6 +31,7 @@ mod param_file;
 mod paths;
 mod preprocessor;
 mod problem;
+mod result;
 mod values;
 
 pub use card::{CARD_FILE, ModelCard, Task};
@@ -45,3 +46,6 @@ pub use preprocessor::{
     Affine, Normalize, PREPROCESSOR_FILE, PreprocessorConfig, Resample, Resize,
 };
 pub use problem::{Position, Problem, Problems, Severity};
+pub use result::{
+    MAX_EXTRACTED_BYTES, ResultError, ResultSpec, extract_model_zip, write_model_zip,
+};

@@ -3,10 +3,27 @@
 //!
 //! Every other crate stays free of libtorch; tensors leave this crate as bytes.
 
+mod classifier;
+mod error;
+mod finetune;
 mod models;
+mod params;
+mod predict;
 mod registry;
+mod train;
 
+pub use classifier::{Classifier, HeadChange};
+pub use error::ModelError;
+pub use finetune::{
+    EpochRow, FineTuneObserver, FineTuneOptions, FineTuneReport, Silent, fine_tune,
+};
 pub use models::{ResNetDepth, resnet, small_cnn};
+pub use params::{
+    ALLOWED_GLOBALS, LoadReport, ParamError, ParamFile, ShapeMismatch, StrictMismatch,
+    WRAPPER_KEYS, load_strict, named_tensors, read_param_file, read_params, write_safetensors,
+};
+pub use predict::{Prediction, Scored, predict};
 pub use registry::{
     BUILTIN_MODULE, BuildFn, BuiltinModel, ModelSpec, builtin_catalog, builtin_models, find_builtin,
 };
+pub use train::{HyperParameters, Metrics, OptimizerKind, evaluate, train_epoch};

@@ -30,6 +30,9 @@ pub struct BuiltinModel {
     pub class: &'static str,
     /// What it is, for listings.
     pub summary: &'static str,
+    /// The classifier head's parameter prefix (`fc`), rebuilt when the number of classes
+    /// changes.
+    pub head: &'static str,
     /// Its constructor.
     pub build: BuildFn,
 }
@@ -39,18 +42,21 @@ const BUILTINS: &[BuiltinModel] = &[
         module: BUILTIN_MODULE,
         class: "SmallCnn",
         summary: "two conv layers with BatchNorm; small images, fast tests",
+        head: "fc",
         build: |p, s| Box::new(small_cnn(p, s.in_channels, s.num_classes)),
     },
     BuiltinModel {
         module: BUILTIN_MODULE,
         class: "ResNet18",
         summary: "torchvision resnet18 (same parameter names)",
+        head: "fc",
         build: |p, s| Box::new(resnet(p, ResNetDepth::R18, s.in_channels, s.num_classes)),
     },
     BuiltinModel {
         module: BUILTIN_MODULE,
         class: "ResNet34",
         summary: "torchvision resnet34 (same parameter names)",
+        head: "fc",
         build: |p, s| Box::new(resnet(p, ResNetDepth::R34, s.in_channels, s.num_classes)),
     },
 ];

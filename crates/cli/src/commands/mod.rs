@@ -1,3 +1,6 @@
 //! One module per subcommand.
 
+pub mod finetune;
 pub mod model;
+mod open;
+pub mod predict;

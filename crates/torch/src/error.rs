@@ -1,0 +1,71 @@
+//! Errors of building, training and evaluating models.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::params::ParamError;
+
+/// Why a model cannot be built, trained or evaluated.
+#[derive(Debug, Error)]
+pub enum ModelError {
+    /// `entry_module` / `entry_class` name no built-in model.
+    #[error("no built-in model `{module}.{class}` (known: {known})")]
+    UnknownModel {
+        /// `entry_module`.
+        module: String,
+        /// `entry_class`.
+        class: String,
+        /// The known `module.class` names.
+        known: String,
+    },
+    /// The package's model is a TorchScript file, which this build cannot train yet.
+    #[error(
+        "{}: TorchScript entry files (`entry_file`) cannot be fine-tuned by this version yet; use a built-in model (`entry_module`)",
+        path.display()
+    )]
+    TorchScriptUnsupported {
+        /// The entry file.
+        path: PathBuf,
+    },
+    /// A `config.json` value the model needs is unusable.
+    #[error("config.json: key `{key}`: {message} (accepted: {expected})")]
+    Config {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        message: String,
+        /// What would be accepted.
+        expected: String,
+    },
+    /// The weights file cannot be used.
+    #[error("{}: {source}", path.display())]
+    Params {
+        /// The weights file.
+        path: PathBuf,
+        /// What is wrong.
+        source: ParamError,
+    },
+    /// Reading or preprocessing data failed.
+    #[error(transparent)]
+    Data(#[from] fl_data::DataError),
+    /// A libtorch operation failed.
+    #[error("libtorch: {0}")]
+    Tensor(#[from] tch::TchError),
+    /// Writing results failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A dataset split the task needs is empty.
+    #[error("the dataset's {split} split is empty; {hint}")]
+    EmptySplit {
+        /// The split.
+        split: &'static str,
+        /// What to do.
+        hint: &'static str,
+    },
+}
