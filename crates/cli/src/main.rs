@@ -24,6 +24,11 @@ enum Command {
     Finetune(commands::finetune::FinetuneArgs),
     /// Print the most probable labels of images.
     Predict(commands::predict::PredictArgs),
+    /// Check a workflow file and print every problem, or a summary of the task.
+    Validate(commands::validate::ValidateArgs),
+    /// Workflow file tools.
+    #[command(subcommand)]
+    Workflow(commands::validate::WorkflowCommand),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +38,8 @@ fn main() -> ExitCode {
         Command::Model(command) => commands::model::run(command),
         Command::Finetune(args) => commands::finetune::run(args),
         Command::Predict(args) => commands::predict::run(args),
+        Command::Validate(args) => commands::validate::run(args),
+        Command::Workflow(command) => commands::validate::run_workflow(command),
     };
     match outcome {
         Ok(code) => code,

@@ -2,7 +2,9 @@
 //! convert channels, resize, centre crop, (training only) augment, to CHW `f32`, rescale,
 //! normalise.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use fl_package::{PreprocessorConfig, Resample, Resize};
 use image::DynamicImage;
@@ -36,6 +38,17 @@ impl Image {
 pub struct Preprocessor {
     config: PreprocessorConfig,
     channels: usize,
+    cache: Option<Arc<Mutex<DecodedCache>>>,
+}
+
+/// Decoded images before augmentation and scaling (after channel conversion, resize and
+/// crop), kept so that later epochs do not decode again, up to a byte budget. What is cached
+/// is deterministic, so a hit gives exactly what decoding would.
+#[derive(Debug, Default)]
+struct DecodedCache {
+    budget: usize,
+    used: usize,
+    images: HashMap<PathBuf, Arc<Image>>,
 }
 
 /// What applies when a package has no `preprocessor_config.json`: no resize, rescale by
@@ -60,7 +73,20 @@ impl Preprocessor {
         Self {
             config: config.cloned().unwrap_or_else(default_config),
             channels: if channels == 1 { 1 } else { 3 },
+            cache: None,
         }
+    }
+
+    /// Keeps decoded images (before augmentation) in memory, up to `bytes`, so that later
+    /// epochs skip decoding and resizing. Clones of this preprocessor share the cache.
+    pub fn with_cache(mut self, bytes: usize) -> Self {
+        self.cache = (bytes > 0).then(|| {
+            Arc::new(Mutex::new(DecodedCache {
+                budget: bytes,
+                ..DecodedCache::default()
+            }))
+        });
+        self
     }
 
     /// Returns the channel count of the images produced (1 or 3).
@@ -99,7 +125,30 @@ impl Preprocessor {
     /// training-only random transforms, drawn from the key.
     pub fn load(&self, path: &Path, augment: Option<AugmentKey>) -> Result<Image, DataError> {
         self.validate()?;
-        let decoded = image::ImageReader::open(path)
+        if let Some(cache) = &self.cache {
+            let hit = cache.lock().ok().and_then(|c| c.images.get(path).cloned());
+            let base = match hit {
+                Some(base) => base,
+                None => {
+                    let base = Arc::new(self.base(self.decode(path)?));
+                    if let Ok(mut c) = cache.lock() {
+                        let size = base.data.len() * size_of::<f32>();
+                        if c.used + size <= c.budget {
+                            c.used += size;
+                            c.images.insert(path.to_path_buf(), base.clone());
+                        }
+                    }
+                    base
+                }
+            };
+            return Ok(self.finish((*base).clone(), augment));
+        }
+        let decoded = self.decode(path)?;
+        Ok(self.finish(self.base(decoded), augment))
+    }
+
+    fn decode(&self, path: &Path) -> Result<DynamicImage, DataError> {
+        image::ImageReader::open(path)
             .and_then(|r| r.with_guessed_format())
             .map_err(|source| DataError::Io {
                 file: path.to_owned(),
@@ -109,12 +158,11 @@ impl Preprocessor {
             .map_err(|e| DataError::Decode {
                 file: path.to_owned(),
                 message: e.to_string(),
-            })?;
-        Ok(self.process(decoded, augment))
+            })
     }
 
-    /// Preprocesses a decoded image.
-    fn process(&self, decoded: DynamicImage, augment: Option<AugmentKey>) -> Image {
+    /// The deterministic part of preprocessing: channels, resize, crop, to CHW (0..255).
+    fn base(&self, decoded: DynamicImage) -> Image {
         let converted = convert_channels(decoded, self.channels);
         let resized = match self.config.resize {
             None => converted,
@@ -131,6 +179,11 @@ impl Preprocessor {
         if let Some((h, w)) = self.config.center_crop {
             image = center_crop(&image, h as usize, w as usize);
         }
+        image
+    }
+
+    /// The rest: (training only) augmentation, then rescale and normalise.
+    fn finish(&self, mut image: Image, augment: Option<AugmentKey>) -> Image {
         if let Some(key) = augment.filter(|_| self.augments()) {
             let draw = Draw::new(key, self.config.affine.as_ref(), image.height, image.width);
             if self.config.affine.is_some() && (draw.angle, draw.tx, draw.ty) != (0.0, 0.0, 0.0) {

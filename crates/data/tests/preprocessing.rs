@@ -232,3 +232,35 @@ fn augmentation_is_a_pure_function_of_the_key() {
     let p = Preprocessor::new(Some(&config()), 1);
     assert_eq!(p.load(&path, Some(key(3, 5))).unwrap(), plain);
 }
+
+#[test]
+fn the_decoded_cache_gives_exactly_what_decoding_gives_and_skips_the_file() {
+    let ds = TempDataset::new();
+    let pixels: Vec<u8> = (0..64u8).map(|v| v * 3).collect();
+    let path = ds.grey_pixels("a.png", 8, 8, pixels);
+    let mut c = config();
+    c.affine = Some(Affine {
+        degrees: (-20.0, 20.0),
+        translate: (0.2, 0.2),
+    });
+    c.horizontal_flip = true;
+    let plain = Preprocessor::new(Some(&c), 1);
+    let cached = Preprocessor::new(Some(&c), 1).with_cache(1 << 20);
+    for k in [None, Some(key(0, 1)), Some(key(3, 1))] {
+        let first = cached.load(&path, k).unwrap();
+        assert_eq!(first, plain.load(&path, k).unwrap(), "{k:?}");
+    }
+    // A hit does not touch the file any more; without a cache the file is needed.
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(
+        cached.load(&path, Some(key(5, 1))).unwrap().shape(),
+        [1, 8, 8]
+    );
+    assert!(plain.load(&path, None).is_err());
+    // A budget too small for the image caches nothing.
+    let tiny = Preprocessor::new(Some(&c), 1).with_cache(16);
+    let other = ds.grey("b.png", 8, 8, 9);
+    tiny.load(&other, None).unwrap();
+    std::fs::remove_file(&other).unwrap();
+    assert!(tiny.load(&other, None).is_err());
+}

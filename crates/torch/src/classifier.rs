@@ -1,13 +1,20 @@
-//! An image classifier built from a model package: the registered implementation, its
-//! variables in a `VarStore`, the package's weights loaded strictly, and its labels.
+//! An image classifier built from a model package: the registered implementation or the
+//! package's TorchScript module, its variables in a `VarStore` under PyTorch's names, the
+//! package's weights loaded strictly, and its labels.
+//!
+//! Both kinds train, evaluate, snapshot, restore and save through the same methods, so the
+//! training loop, the optimiser and fine-tuning do not know which kind they run. For a
+//! TorchScript module (`entry_file`) the store holds the module's own parameters and buffers
+//! (see [`crate::torchscript`] for how buffers are reached).
 
-use fl_package::{Entry, ModelPackage};
+use fl_package::{Entry, ModelPackage, Resize};
 use tch::nn::{self, ModuleT};
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::error::ModelError;
 use crate::params::{load_strict, named_tensors, read_params, write_safetensors};
 use crate::registry::{ModelSpec, builtin_models, find_builtin};
+use crate::torchscript::ScriptedModule;
 
 /// What happened to the classifier head when building from a package for a dataset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,12 +29,25 @@ pub enum HeadChange {
         /// Classes now.
         to: usize,
     },
+    /// TorchScript only: the dataset's labels differ from the package's but are as many. The
+    /// head, which the engine cannot rebuild in a scripted module, was kept with every other
+    /// weight; its outputs now stand for the dataset's labels, by position.
+    Relabelled {
+        /// The package's labels.
+        from: Vec<String>,
+    },
+}
+
+/// The network: built into the engine, or a package's TorchScript module.
+enum Net {
+    Builtin(Box<dyn ModuleT + Send>),
+    Scripted(ScriptedModule),
 }
 
 /// A classifier ready to train, evaluate or predict.
 pub struct Classifier {
     vs: nn::VarStore,
-    net: Box<dyn ModuleT + Send>,
+    net: Net,
     /// Input channels and number of classes.
     pub spec: ModelSpec,
     /// Labels by class index.
@@ -36,7 +56,12 @@ pub struct Classifier {
 
 impl std::fmt::Debug for Classifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.net {
+            Net::Builtin(_) => "built-in".to_owned(),
+            Net::Scripted(module) => format!("TorchScript {}", module.type_name()),
+        };
         f.debug_struct("Classifier")
+            .field("net", &kind)
             .field("spec", &self.spec)
             .field("labels", &self.labels)
             .finish_non_exhaustive()
@@ -48,6 +73,9 @@ impl Classifier {
     /// loading the package's weights strictly. When the labels differ from the package's the
     /// head is re-initialised from `seed` (as AlphaMed's AutoResNet does) and every other
     /// weight is loaded.
+    ///
+    /// A TorchScript package (`entry_file`) is loaded as described in
+    /// [`from_torchscript`](Self::from_torchscript).
     pub fn from_package(
         package: &ModelPackage,
         labels: Option<&[String]>,
@@ -55,10 +83,8 @@ impl Classifier {
     ) -> Result<(Self, HeadChange), ModelError> {
         let (module, class) = match &package.config.entry {
             Entry::Module { module, class } => (module.as_str(), class.as_str()),
-            Entry::File { .. } => {
-                return Err(ModelError::TorchScriptUnsupported {
-                    path: package.entry_path.clone().unwrap_or_default(),
-                });
+            Entry::File { class, .. } => {
+                return Self::from_torchscript(package, class, labels, seed);
             }
         };
         let builtin = find_builtin(module, class).ok_or_else(|| ModelError::UnknownModel {
@@ -70,18 +96,7 @@ impl Classifier {
                 .collect::<Vec<_>>()
                 .join(", "),
         })?;
-        let in_channels = match package.config.raw.get("in_channels") {
-            None => 3,
-            Some(v) => {
-                v.as_i64()
-                    .filter(|c| [1, 3].contains(c))
-                    .ok_or_else(|| ModelError::Config {
-                        key: "in_channels".into(),
-                        message: format!("is {v}"),
-                        expected: "1 (grey) or 3 (RGB)".into(),
-                    })?
-            }
-        };
+        let in_channels = in_channels(package)?;
         let params_err = |source| ModelError::Params {
             path: package.param_path.clone(),
             source,
@@ -116,7 +131,7 @@ impl Classifier {
             in_channels,
             num_classes: target_labels.len() as i64,
         };
-        let net = (builtin.build)(&vs.root(), spec);
+        let net = Net::Builtin((builtin.build)(&vs.root(), spec));
         let change = if keep_head {
             load_strict(&mut vs, &tensors).map_err(params_err)?;
             HeadChange::Kept
@@ -151,24 +166,199 @@ impl Classifier {
         ))
     }
 
-    /// Runs the model on a batch `[N, C, H, W]`, in training mode (BatchNorm batch
-    /// statistics, updated running averages) or evaluation mode.
-    pub fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.net.forward_t(xs, train)
+    /// Builds a classifier from a TorchScript package: loads the `entry_file` module (whose
+    /// class `entry_class` must name), registers its parameters and buffers in the store under
+    /// their PyTorch names, and loads the `param_file` strictly into them by name (a
+    /// `torch.save(model.state_dict())` file or safetensors from PyTorch; BatchNorm's
+    /// `num_batches_tracked` included, as PyTorch saves it).
+    ///
+    /// The number of classes is the width of the module's output on a batch of zeros of the
+    /// preprocessor's output size (run once, in eval mode, which also checks `in_channels`), or
+    /// the number of `id2label` entries when the preprocessor does not fix the image size. A
+    /// scripted head cannot be rebuilt by the engine: when `labels` are not as many as the
+    /// module's classes this fails; when they are as many but other names, the head is kept and
+    /// [`HeadChange::Relabelled`] is returned. `seed` seeds libtorch before loading (Dropout in
+    /// training).
+    pub fn from_torchscript(
+        package: &ModelPackage,
+        entry_class: &str,
+        labels: Option<&[String]>,
+        seed: i64,
+    ) -> Result<(Self, HeadChange), ModelError> {
+        let Some(entry_path) = package.entry_path.as_deref() else {
+            return Err(ModelError::Config {
+                key: "entry_file".into(),
+                message: "is not given".into(),
+                expected: "the TorchScript file of the model, e.g. \"model.ts\"".into(),
+            });
+        };
+        if package.param_path == entry_path {
+            return Err(ModelError::Config {
+                key: "param_file".into(),
+                message: format!("names the entry file `{}` itself", entry_path.display()),
+                expected: "a separate weights file with the module's parameters and buffers: \
+                     safetensors, or torch.save(model.state_dict())"
+                    .into(),
+            });
+        }
+        let in_channels = in_channels(package)?;
+        let params_err = |source| ModelError::Params {
+            path: package.param_path.clone(),
+            source,
+        };
+        let tensors = read_params(&package.param_path).map_err(params_err)?;
+
+        tch::manual_seed(seed);
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let module = ScriptedModule::load(entry_path, entry_class, &vs)?;
+        load_strict(&mut vs, &tensors).map_err(params_err)?;
+
+        let package_labels = package.labels().map(<[String]>::to_vec);
+        let classes = match probe_size(package) {
+            Some((height, width)) => {
+                let xs = Tensor::zeros([2, in_channels, height, width], (Kind::Float, Device::Cpu));
+                let logits = tch::no_grad(|| module.try_forward(&xs, false)).map_err(|e| {
+                    ModelError::Config {
+                        key: "entry_file".into(),
+                        message: format!(
+                            "`{}`: forward on a batch of shape [2, {in_channels}, {height}, \
+                             {width}] (in_channels, and the preprocessor's output size) failed: {}",
+                            entry_path.display(),
+                            e.to_string().lines().next().unwrap_or_default()
+                        ),
+                        expected: "a module classifying [N, in_channels, H, W] images into \
+                             logits [N, classes]"
+                            .into(),
+                    }
+                })?;
+                match logits.size().as_slice() {
+                    [2, classes] if *classes > 0 => Some(*classes as usize),
+                    shape => {
+                        return Err(ModelError::Config {
+                            key: "entry_file".into(),
+                            message: format!(
+                                "`{}`: forward returned shape {shape:?} for 2 images",
+                                entry_path.display()
+                            ),
+                            expected: "logits [N, classes]".into(),
+                        });
+                    }
+                }
+            }
+            None => None,
+        };
+        let classes = match (classes, &package_labels) {
+            (Some(n), Some(pkg)) if pkg.len() != n => {
+                return Err(ModelError::Config {
+                    key: "id2label".into(),
+                    message: format!(
+                        "has {} labels but the TorchScript module outputs {n} classes",
+                        pkg.len()
+                    ),
+                    expected: format!("{n} labels, one per output of the module"),
+                });
+            }
+            (Some(n), _) => n,
+            (None, Some(pkg)) => pkg.len(),
+            (None, None) => {
+                return Err(ModelError::Config {
+                    key: "id2label".into(),
+                    message: "is missing, and the preprocessor does not fix the image size \
+                              from which the module's number of classes could be found"
+                        .into(),
+                    expected: "id2label with the model's labels".into(),
+                });
+            }
+        };
+        let package_labels =
+            package_labels.unwrap_or_else(|| (0..classes).map(|i| i.to_string()).collect());
+        let (target_labels, change) = match labels {
+            None => (package_labels, HeadChange::Kept),
+            Some(labels) if labels == package_labels.as_slice() => {
+                (labels.to_vec(), HeadChange::Kept)
+            }
+            Some(labels) if labels.len() == classes => (
+                labels.to_vec(),
+                HeadChange::Relabelled {
+                    from: package_labels,
+                },
+            ),
+            Some(labels) => {
+                return Err(ModelError::Config {
+                    key: "id2label".into(),
+                    message: format!(
+                        "the dataset has {} labels but the TorchScript model has {classes} \
+                         classes, and the engine cannot rebuild the head of a scripted module; \
+                         the class count must match",
+                        labels.len()
+                    ),
+                    expected: format!(
+                        "a dataset with {classes} labels, or a package whose module was exported \
+                         with a head of {} classes",
+                        labels.len()
+                    ),
+                });
+            }
+        };
+        Ok((
+            Self {
+                vs,
+                net: Net::Scripted(module),
+                spec: ModelSpec {
+                    in_channels,
+                    num_classes: classes as i64,
+                },
+                labels: target_labels,
+            },
+            change,
+        ))
     }
 
-    /// The model's variables.
+    /// Runs the model on a batch `[N, C, H, W]`, in training mode (BatchNorm batch
+    /// statistics, updated running averages, Dropout) or evaluation mode. A TorchScript module
+    /// is switched with `train()` / `eval()` when the mode changes.
+    pub fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
+        match &self.net {
+            Net::Builtin(net) => net.forward_t(xs, train),
+            Net::Scripted(module) => module.forward(xs, train),
+        }
+    }
+
+    /// The model's variables: trainable parameters and non-trainable buffers, under PyTorch's
+    /// names. For a TorchScript module they are the module's own tensors.
     pub fn var_store(&self) -> &nn::VarStore {
         &self.vs
     }
 
-    /// Detached copies of every variable, sorted by name.
+    /// The TorchScript module, for a package with an `entry_file`.
+    pub fn scripted(&self) -> Option<&ScriptedModule> {
+        match &self.net {
+            Net::Builtin(_) => None,
+            Net::Scripted(module) => Some(module),
+        }
+    }
+
+    /// Points a TorchScript module's buffer variables at its current buffers.
+    fn refresh(&self) -> Result<(), ModelError> {
+        match &self.net {
+            Net::Builtin(_) => Ok(()),
+            Net::Scripted(module) => module.refresh_buffers(&self.vs),
+        }
+    }
+
+    /// Detached copies of every variable (parameters and buffers), sorted by name.
+    ///
+    /// For a TorchScript module the buffers are fetched again first; should that fail (it
+    /// did not when the module was loaded), the buffers fetched last are copied, which are
+    /// the module's unless it assigned new tensors to them.
     pub fn snapshot(&self) -> Vec<(String, Tensor)> {
+        let _ = self.refresh();
         named_tensors(&self.vs)
     }
 
-    /// Restores a [`snapshot`](Self::snapshot).
+    /// Restores a [`snapshot`](Self::snapshot), strictly (every name, exact shapes).
     pub fn restore(&mut self, snapshot: &[(String, Tensor)]) -> Result<(), ModelError> {
+        self.refresh()?;
         load_strict(&mut self.vs, snapshot).map_err(|source| ModelError::Params {
             path: "(snapshot)".into(),
             source,
@@ -176,12 +366,42 @@ impl Classifier {
         Ok(())
     }
 
-    /// Writes every variable as safetensors with PyTorch's names.
+    /// Writes every variable as safetensors with PyTorch's names (a TorchScript module's
+    /// buffers included, so that `load_state_dict(strict=True)` accepts the file).
     pub fn save_safetensors(&self, path: &std::path::Path) -> Result<(), ModelError> {
-        write_safetensors(path, &self.snapshot()).map_err(|source| ModelError::Params {
+        self.refresh()?;
+        write_safetensors(path, &named_tensors(&self.vs)).map_err(|source| ModelError::Params {
             path: path.to_path_buf(),
             source,
         })
+    }
+}
+
+/// `in_channels` from `config.json` (1 or 3, default 3).
+fn in_channels(package: &ModelPackage) -> Result<i64, ModelError> {
+    match package.config.raw.get("in_channels") {
+        None => Ok(3),
+        Some(v) => v
+            .as_i64()
+            .filter(|c| [1, 3].contains(c))
+            .ok_or_else(|| ModelError::Config {
+                key: "in_channels".into(),
+                message: format!("is {v}"),
+                expected: "1 (grey) or 3 (RGB)".into(),
+            }),
+    }
+}
+
+/// The image size the preprocessor always produces, when it fixes one: the centre crop, else
+/// an exact resize.
+fn probe_size(package: &ModelPackage) -> Option<(i64, i64)> {
+    let config = package.preprocessor.as_ref()?;
+    if let Some((height, width)) = config.center_crop {
+        return Some((height.into(), width.into()));
+    }
+    match config.resize {
+        Some(Resize::Exact { height, width }) => Some((height.into(), width.into())),
+        _ => None,
     }
 }
 
@@ -231,7 +451,7 @@ mod tests {
         assert!(value(&state, "conv2.weight").equal(&value(&file, "conv2.weight")));
 
         let logits = rebuilt.forward(
-            &Tensor::zeros([4, 1, 8, 8], (tch::Kind::Float, Device::Cpu)),
+            &Tensor::zeros([4, 1, 8, 8], (Kind::Float, Device::Cpu)),
             false,
         );
         assert_eq!(logits.size(), vec![4, 3]);

@@ -19,15 +19,6 @@ pub enum ModelError {
         /// The known `module.class` names.
         known: String,
     },
-    /// The package's model is a TorchScript file, which this build cannot train yet.
-    #[error(
-        "{}: TorchScript entry files (`entry_file`) cannot be fine-tuned by this version yet; use a built-in model (`entry_module`)",
-        path.display()
-    )]
-    TorchScriptUnsupported {
-        /// The entry file.
-        path: PathBuf,
-    },
     /// A `config.json` value the model needs is unusable.
     #[error("config.json: key `{key}`: {message} (accepted: {expected})")]
     Config {

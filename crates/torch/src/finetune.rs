@@ -16,6 +16,9 @@ use crate::classifier::{Classifier, HeadChange};
 use crate::error::ModelError;
 use crate::train::{HyperParameters, Metrics, evaluate, train_epoch};
 
+/// Memory for decoded images kept between epochs, by default: 512 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 512 << 20;
+
 /// How a fine-tuning run is done, beyond the package's hyper-parameters.
 #[derive(Debug, Clone)]
 pub struct FineTuneOptions {
@@ -30,6 +33,8 @@ pub struct FineTuneOptions {
     pub workers: usize,
     /// Overrides the package's `epochs`.
     pub epochs: Option<usize>,
+    /// Memory for decoded images kept between epochs (0: decode every epoch).
+    pub cache_bytes: usize,
 }
 
 impl Default for FineTuneOptions {
@@ -40,6 +45,7 @@ impl Default for FineTuneOptions {
             patience: 10,
             workers: 2,
             epochs: None,
+            cache_bytes: DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -130,15 +136,21 @@ pub fn fine_tune(
     let seed = options.seed;
     let (mut model, head_change) =
         Classifier::from_package(package, Some(&dataset.labels), seed as i64)?;
-    if let HeadChange::Rebuilt { from, to } = head_change {
-        observer.message(&format!(
+    match &head_change {
+        HeadChange::Kept => {}
+        HeadChange::Rebuilt { from, to } => observer.message(&format!(
             "the dataset's labels differ from the package's: classifier head rebuilt ({from} -> {to} classes)"
-        ));
+        )),
+        HeadChange::Relabelled { from } => observer.message(&format!(
+            "the dataset's labels have other names than the package's ({}): the head is kept and \
+             output i now means the dataset's label i",
+            from.join(", ")
+        )),
     }
-    let preprocessor = Arc::new(Preprocessor::new(
-        package.preprocessor.as_ref(),
-        model.spec.in_channels as u32,
-    ));
+    let preprocessor = Arc::new(
+        Preprocessor::new(package.preprocessor.as_ref(), model.spec.in_channels as u32)
+            .with_cache(options.cache_bytes),
+    );
     preprocessor.validate()?;
     let mut optimizer = hp.optimizer(&model)?;
     let train: Arc<[Sample]> = dataset.train.clone().into();

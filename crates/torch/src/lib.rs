@@ -10,12 +10,14 @@ mod models;
 mod params;
 mod predict;
 mod registry;
+pub mod torchscript;
 mod train;
 
 pub use classifier::{Classifier, HeadChange};
 pub use error::ModelError;
 pub use finetune::{
-    EpochRow, FineTuneObserver, FineTuneOptions, FineTuneReport, Silent, fine_tune,
+    DEFAULT_CACHE_BYTES, EpochRow, FineTuneObserver, FineTuneOptions, FineTuneReport, Silent,
+    fine_tune,
 };
 pub use models::{ResNetDepth, resnet, small_cnn};
 pub use params::{

@@ -38,6 +38,9 @@ pub struct FinetuneArgs {
     /// Overrides the package's `epochs`.
     #[arg(long)]
     epochs: Option<usize>,
+    /// Memory for decoded images kept between epochs, in MiB (0 decodes every epoch).
+    #[arg(long, default_value_t = fl_torch::DEFAULT_CACHE_BYTES >> 20)]
+    cache_mib: usize,
     /// Refuse the dataset if any sample is unusable (instead of leaving it out).
     #[arg(long)]
     strict_data: bool,
@@ -108,6 +111,7 @@ pub fn run(args: FinetuneArgs) -> Result<ExitCode> {
         patience: args.patience,
         workers: args.workers,
         epochs: args.epochs,
+        cache_bytes: args.cache_mib << 20,
     };
     let report = fine_tune(
         &opened.package,

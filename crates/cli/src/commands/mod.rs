@@ -4,3 +4,4 @@ pub mod finetune;
 pub mod model;
 mod open;
 pub mod predict;
+pub mod validate;

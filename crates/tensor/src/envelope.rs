@@ -1,0 +1,182 @@
+//! The messages that cross actor and process boundaries: a versioned envelope and its body.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::set::TensorSet;
+
+/// The envelope layout this crate writes and reads. A message with another version is
+/// refused with [`CodecError::SchemaVersion`](crate::CodecError::SchemaVersion).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One message: who sent what, for which task and round.
+///
+/// Encoded as a MessagePack map with named fields (`rmp_serde::to_vec_named`), tensor data
+/// as raw little-endian `bin`, each tensor with its CRC-32. `T` is [`TensorSet`] for owned
+/// messages and [`TensorSetView`](crate::TensorSetView) for ones decoded without copying.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<T = TensorSet> {
+    /// The layout version, [`SCHEMA_VERSION`] when written by this crate.
+    pub schema_version: u32,
+    /// The task this message belongs to.
+    pub task_id: String,
+    /// The FedAvg round (0 is the first).
+    pub round: u64,
+    /// The node that sent it.
+    pub sender: String,
+    /// What it says.
+    pub body: Body<T>,
+}
+
+impl<T> Envelope<T> {
+    /// Creates an envelope of the current [`SCHEMA_VERSION`].
+    pub fn new(
+        task_id: impl Into<String>,
+        round: u64,
+        sender: impl Into<String>,
+        body: Body<T>,
+    ) -> Self {
+        Envelope {
+            schema_version: SCHEMA_VERSION,
+            task_id: task_id.into(),
+            round,
+            sender: sender.into(),
+            body,
+        }
+    }
+
+    /// Converts the tensors of the body, keeping everything else.
+    pub(crate) fn try_map_tensors<U, E>(
+        self,
+        f: impl FnOnce(T) -> Result<U, E>,
+    ) -> Result<Envelope<U>, E> {
+        Ok(Envelope {
+            schema_version: self.schema_version,
+            task_id: self.task_id,
+            round: self.round,
+            sender: self.sender,
+            body: self.body.try_map_tensors(f)?,
+        })
+    }
+}
+
+/// What a message says. New kinds of message are new variants; a reader that meets a
+/// variant it does not know refuses the message as malformed.
+///
+/// Variants are encoded as a one-entry map from the snake_case variant name to a map of
+/// the fields, e.g. `{"update": {"samples": 120, ...}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Body<T = TensorSet> {
+    /// The coordinator's weights for a round, broadcast to participants.
+    GlobalWeights {
+        /// `tensors.digest()`, checked on decoding.
+        digest: Digest,
+        /// The weights.
+        tensors: T,
+    },
+    /// A participant's weights after local training from the global weights.
+    Update {
+        /// Training samples behind these weights (the FedAvg weight); must be positive.
+        samples: u64,
+        /// Digest of the global weights training started from.
+        base_digest: Digest,
+        /// Local training metrics.
+        metrics: Metrics,
+        /// The trained weights: same names, dtypes and shapes as the global weights.
+        tensors: T,
+    },
+    /// Evaluation results on one node's data.
+    Metrics {
+        /// Which data was evaluated.
+        split: Split,
+        /// How many samples were evaluated.
+        samples: u64,
+        /// The results.
+        metrics: Metrics,
+    },
+}
+
+impl<T> Body<T> {
+    /// Returns the variant's name as encoded (`global_weights`, `update`, `metrics`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::GlobalWeights { .. } => "global_weights",
+            Body::Update { .. } => "update",
+            Body::Metrics { .. } => "metrics",
+        }
+    }
+
+    /// Returns the tensors the body carries, if any.
+    pub fn tensors(&self) -> Option<&T> {
+        match self {
+            Body::GlobalWeights { tensors, .. } | Body::Update { tensors, .. } => Some(tensors),
+            Body::Metrics { .. } => None,
+        }
+    }
+
+    fn try_map_tensors<U, E>(self, f: impl FnOnce(T) -> Result<U, E>) -> Result<Body<U>, E> {
+        Ok(match self {
+            Body::GlobalWeights { digest, tensors } => Body::GlobalWeights {
+                digest,
+                tensors: f(tensors)?,
+            },
+            Body::Update {
+                samples,
+                base_digest,
+                metrics,
+                tensors,
+            } => Body::Update {
+                samples,
+                base_digest,
+                metrics,
+                tensors: f(tensors)?,
+            },
+            Body::Metrics {
+                split,
+                samples,
+                metrics,
+            } => Body::Metrics {
+                split,
+                samples,
+                metrics,
+            },
+        })
+    }
+}
+
+impl Body {
+    /// Creates a [`Body::GlobalWeights`] with the tensors' digest.
+    pub fn global_weights(tensors: TensorSet) -> Self {
+        Body::GlobalWeights {
+            digest: tensors.digest(),
+            tensors,
+        }
+    }
+}
+
+/// Loss and accuracy, plus any other named value; each may be absent.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Metrics {
+    /// Mean loss.
+    pub loss: Option<f64>,
+    /// Accuracy in `[0, 1]`.
+    pub accuracy: Option<f64>,
+    /// Other values by name (e.g. `auc`).
+    pub extra: BTreeMap<String, f64>,
+}
+
+/// A split of a dataset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    /// Training data.
+    Train,
+    /// Validation data.
+    Validation,
+    /// Test data.
+    Test,
+}
