@@ -5,9 +5,11 @@
 
 mod classifier;
 mod error;
+mod exchange;
 mod finetune;
 mod models;
 mod params;
+mod participant;
 mod predict;
 mod registry;
 pub mod torchscript;
@@ -15,6 +17,10 @@ mod train;
 
 pub use classifier::{Classifier, HeadChange};
 pub use error::ModelError;
+pub use exchange::{
+    WeightExchange, classifier_weights, dtype_of_kind, from_tensor_set, kind_of_dtype,
+    load_classifier_weights, to_tensor_set,
+};
 pub use finetune::{
     DEFAULT_CACHE_BYTES, EpochRow, FineTuneObserver, FineTuneOptions, FineTuneReport, Silent,
     fine_tune,
@@ -23,6 +29,9 @@ pub use models::{ResNetDepth, resnet, small_cnn};
 pub use params::{
     ALLOWED_GLOBALS, LoadReport, ParamError, ParamFile, ShapeMismatch, StrictMismatch,
     WRAPPER_KEYS, load_strict, named_tensors, read_param_file, read_params, write_safetensors,
+};
+pub use participant::{
+    EpochRecord, LocalTrainer, NodeData, RoundUpdate, TrainerOptions, order_fingerprint, run_epoch,
 };
 pub use predict::{Prediction, Scored, predict};
 pub use registry::{
