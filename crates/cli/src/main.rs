@@ -24,6 +24,8 @@ enum Command {
     Finetune(commands::finetune::FinetuneArgs),
     /// Print the most probable labels of images.
     Predict(commands::predict::PredictArgs),
+    /// Run a FedAvg workflow (every node in this process) and write its results.
+    Submit(commands::submit::SubmitArgs),
     /// Check a workflow file and print every problem, or a summary of the task.
     Validate(commands::validate::ValidateArgs),
     /// Workflow file tools.
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         Command::Model(command) => commands::model::run(command),
         Command::Finetune(args) => commands::finetune::run(args),
         Command::Predict(args) => commands::predict::run(args),
+        Command::Submit(args) => commands::submit::run(args),
         Command::Validate(args) => commands::validate::run(args),
         Command::Workflow(command) => commands::validate::run_workflow(command),
     };

@@ -97,6 +97,40 @@ pub enum Body<T = TensorSet> {
         /// The results.
         metrics: Metrics,
     },
+    /// A node checks in: it is ready, with this many samples per split.
+    Hello {
+        /// Training samples.
+        train: u64,
+        /// Validation samples.
+        validation: u64,
+        /// Test samples.
+        test: u64,
+    },
+    /// The coordinator asks a node to train `merge_epochs` epochs from the global weights
+    /// with this digest (sent before in [`Body::GlobalWeights`]).
+    Train {
+        /// The global weights to start from.
+        digest: Digest,
+        /// Local epochs.
+        merge_epochs: u32,
+    },
+    /// The coordinator asks a node to evaluate the global weights with this digest.
+    Evaluate {
+        /// The global weights to evaluate.
+        digest: Digest,
+        /// Which split.
+        split: Split,
+    },
+    /// A node could not do what it was asked.
+    Failed {
+        /// Why, for the task log.
+        reason: String,
+    },
+    /// The task is over; the node may stop.
+    Stop {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl<T> Body<T> {
@@ -106,6 +140,11 @@ impl<T> Body<T> {
             Body::GlobalWeights { .. } => "global_weights",
             Body::Update { .. } => "update",
             Body::Metrics { .. } => "metrics",
+            Body::Hello { .. } => "hello",
+            Body::Train { .. } => "train",
+            Body::Evaluate { .. } => "evaluate",
+            Body::Failed { .. } => "failed",
+            Body::Stop { .. } => "stop",
         }
     }
 
@@ -113,7 +152,7 @@ impl<T> Body<T> {
     pub fn tensors(&self) -> Option<&T> {
         match self {
             Body::GlobalWeights { tensors, .. } | Body::Update { tensors, .. } => Some(tensors),
-            Body::Metrics { .. } => None,
+            _ => None,
         }
     }
 
@@ -143,6 +182,25 @@ impl<T> Body<T> {
                 samples,
                 metrics,
             },
+            Body::Hello {
+                train,
+                validation,
+                test,
+            } => Body::Hello {
+                train,
+                validation,
+                test,
+            },
+            Body::Train {
+                digest,
+                merge_epochs,
+            } => Body::Train {
+                digest,
+                merge_epochs,
+            },
+            Body::Evaluate { digest, split } => Body::Evaluate { digest, split },
+            Body::Failed { reason } => Body::Failed { reason },
+            Body::Stop { reason } => Body::Stop { reason },
         })
     }
 }

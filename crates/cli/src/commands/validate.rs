@@ -85,7 +85,7 @@ struct ValidateOutput<'a> {
     effective: Option<&'a Workflow>,
 }
 
-fn print_errors(file: &Path, errors: &WorkflowErrors) {
+pub fn print_errors(file: &Path, errors: &WorkflowErrors) {
     for error in errors {
         eprintln!("error: {error}");
     }

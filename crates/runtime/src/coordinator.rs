@@ -1,0 +1,665 @@
+//! The coordinator's round state machine (AlphaMed's initiator side): check-in, then per
+//! round broadcast the global weights, collect updates until every node answered or the
+//! calculation timeout, aggregate if the quorum is met (otherwise retry, boundedly), validate
+//! and test on the initiator, decide on early stopping, and record everything.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use fl_telemetry::{EventWriter, MetricsFile, NodeLog, RoundMetrics, wall_time_now};
+use fl_tensor::{Body, Envelope, Metrics, Split, TensorSet, Weighting};
+use fl_workflow::{StoppingMetric, Workflow};
+
+use crate::aggregator::{AggregatorActor, BeginRound, Finish, Offer};
+use crate::error::RuntimeError;
+use crate::events::TaskEvent;
+use crate::node::send;
+use crate::results::{ParticipantSummary, RoundSummary};
+use crate::transport::{COORDINATOR, Inbox, Transport};
+
+/// What the rounds produced, for the Packager.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub best: TensorSet,
+    pub best_round: u64,
+    pub best_validation: Option<Metrics>,
+    pub final_test: Option<Metrics>,
+    pub rounds: Vec<RoundSummary>,
+    pub participants: Vec<ParticipantSummary>,
+    pub stopped_early: bool,
+}
+
+/// Early-stopping bookkeeping: the best score and how many validated rounds since.
+#[derive(Debug)]
+pub(crate) struct Stopping {
+    metric: StoppingMetric,
+    patience: u32,
+    best: Option<f64>,
+    since_best: u32,
+}
+
+impl Stopping {
+    pub(crate) fn new(metric: StoppingMetric, patience: u32) -> Self {
+        Self {
+            metric,
+            patience,
+            best: None,
+            since_best: 0,
+        }
+    }
+
+    /// Records a round's validation metrics; returns whether it is the best so far.
+    pub(crate) fn observe(&mut self, metrics: &Metrics) -> bool {
+        let score = match self.metric {
+            StoppingMetric::ValidationAccuracy => metrics.accuracy,
+            StoppingMetric::ValidationLoss => metrics.loss.map(|l| -l),
+        };
+        let Some(score) = score.filter(|s| s.is_finite()) else {
+            self.since_best += 1;
+            return false;
+        };
+        if self.best.is_none_or(|best| score > best) {
+            self.best = Some(score);
+            self.since_best = 0;
+            true
+        } else {
+            self.since_best += 1;
+            false
+        }
+    }
+
+    /// Whether patience ran out.
+    pub(crate) fn should_stop(&self) -> bool {
+        self.since_best >= self.patience
+    }
+}
+
+/// Runs the rounds of a task.
+pub(crate) struct Coordinator {
+    pub workflow: Workflow,
+    pub task_id: String,
+    pub transport: Arc<dyn Transport>,
+    pub inbox: Inbox,
+    pub aggregator: Addr<AggregatorActor>,
+    pub events: Option<Sender<TaskEvent>>,
+    pub log: NodeLog,
+    pub out: PathBuf,
+    pub metrics: MetricsFile,
+    pub tensorboard: BTreeMap<String, EventWriter>,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("task_id", &self.task_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A decoded message at the coordinator.
+struct Incoming {
+    sender: String,
+    round: u64,
+    body: Body,
+    bytes: Vec<u8>,
+}
+
+impl Coordinator {
+    fn emit(&self, event: TaskEvent) {
+        if let Some(events) = &self.events {
+            let _ = events.send(event);
+        }
+    }
+
+    /// The next decodable message, or `None` when `deadline` passes (or the transport closed).
+    async fn next(&mut self, deadline: Option<Instant>) -> Option<Incoming> {
+        loop {
+            let bytes = match deadline {
+                None => self.inbox.recv().await?,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    tokio::time::timeout(left, self.inbox.recv()).await.ok()??
+                }
+            };
+            match Envelope::decode(&bytes) {
+                Ok(envelope) if envelope.task_id == self.task_id => {
+                    return Some(Incoming {
+                        sender: envelope.sender,
+                        round: envelope.round,
+                        body: envelope.body,
+                        bytes,
+                    });
+                }
+                Ok(envelope) => self.log.warn(format!(
+                    "ignored a message from `{}` for task `{}`",
+                    envelope.sender, envelope.task_id
+                )),
+                Err(error) => self
+                    .log
+                    .warn(format!("ignored an undecodable message: {error}")),
+            }
+        }
+    }
+
+    fn deadline(limit: Option<Duration>) -> Option<Instant> {
+        limit.map(|d| Instant::now() + d)
+    }
+
+    /// Waits until every node checked in; returns training samples per node.
+    pub(crate) async fn check_in(
+        &mut self,
+        nodes: &[String],
+    ) -> Result<BTreeMap<String, u64>, RuntimeError> {
+        let deadline = Self::deadline(self.workflow.timeouts.schedule.limit());
+        let mut seen = BTreeMap::new();
+        while seen.len() < nodes.len() {
+            let Some(message) = self.next(deadline).await else {
+                let missing: Vec<&str> = nodes
+                    .iter()
+                    .filter(|n| !seen.contains_key(*n))
+                    .map(String::as_str)
+                    .collect();
+                return Err(RuntimeError::CheckIn {
+                    timeout: self.workflow.timeouts.schedule.to_string(),
+                    missing: missing.join(", "),
+                });
+            };
+            if let Body::Hello { train, .. } = message.body
+                && nodes.contains(&message.sender)
+            {
+                self.log.info(format!(
+                    "`{}` checked in with {train} training samples",
+                    message.sender
+                ));
+                self.emit(TaskEvent::CheckedIn {
+                    node: message.sender.clone(),
+                    train,
+                });
+                seen.insert(message.sender, train);
+            }
+        }
+        Ok(seen)
+    }
+
+    fn broadcast(&self, to: &str, round: u64, global: &TensorSet) {
+        send(
+            &*self.transport,
+            &self.task_id,
+            COORDINATOR,
+            to,
+            round,
+            Body::global_weights(global.clone()),
+        );
+    }
+
+    /// Evaluates `global` on the initiator's `split`.
+    async fn evaluate(
+        &mut self,
+        round: u64,
+        global: &TensorSet,
+        split: Split,
+    ) -> Result<Metrics, RuntimeError> {
+        let node = self.workflow.initiator.node.clone();
+        self.broadcast(&node, round, global);
+        send(
+            &*self.transport,
+            &self.task_id,
+            COORDINATOR,
+            &node,
+            round,
+            Body::Evaluate {
+                digest: global.digest(),
+                split,
+            },
+        );
+        let deadline = Self::deadline(self.workflow.timeouts.calculation.limit());
+        loop {
+            let Some(message) = self.next(deadline).await else {
+                return Err(RuntimeError::Evaluation {
+                    node,
+                    reason: format!(
+                        "no {split:?} metrics within the calculation timeout ({})",
+                        self.workflow.timeouts.calculation
+                    ),
+                });
+            };
+            if message.sender != node || message.round != round {
+                self.log.warn(format!(
+                    "round {round}: ignored a late `{}` message from `{}` (round {})",
+                    message.body.kind(),
+                    message.sender,
+                    message.round
+                ));
+                continue;
+            }
+            match message.body {
+                Body::Metrics {
+                    split: got,
+                    metrics,
+                    ..
+                } if got == split => return Ok(metrics),
+                Body::Failed { reason } => return Err(RuntimeError::Evaluation { node, reason }),
+                other => self.log.warn(format!(
+                    "round {round}: ignored a `{}` message from `{node}`",
+                    other.kind()
+                )),
+            }
+        }
+    }
+
+    /// Runs one round's training until the quorum's updates are aggregated, retrying a
+    /// bounded number of times. Returns the new global weights and the round's summary.
+    async fn train_round(
+        &mut self,
+        round: u64,
+        global: &Arc<TensorSet>,
+        nodes: &[String],
+    ) -> Result<(TensorSet, RoundSummary), RuntimeError> {
+        let started = Instant::now();
+        let quorum = self.workflow.quorum as usize;
+        let weighting = match self.workflow.aggregation.weighting {
+            fl_workflow::Weighting::Samples => Weighting::Samples,
+            fl_workflow::Weighting::Uniform => Weighting::Uniform,
+        };
+        let attempts = self.workflow.round_retries + 1;
+        for attempt in 1..=attempts {
+            let spool_dir = self
+                .out
+                .join("rounds")
+                .join(format!("round-{round:05}"))
+                .join(format!("attempt-{attempt}"));
+            self.aggregator
+                .send(BeginRound {
+                    global: global.clone(),
+                    task_id: self.task_id.clone(),
+                    round,
+                    expected: nodes.to_vec(),
+                    weighting,
+                    spool_dir,
+                })
+                .await
+                .map_err(|e| RuntimeError::Transport(e.to_string()))?
+                .map_err(RuntimeError::Transport)?;
+            self.emit(TaskEvent::RoundStarted {
+                round,
+                attempt,
+                nodes: nodes.to_vec(),
+                max_rounds: u64::from(self.workflow.max_rounds),
+            });
+            for node in nodes {
+                self.broadcast(node, round, global);
+                send(
+                    &*self.transport,
+                    &self.task_id,
+                    COORDINATOR,
+                    node,
+                    round,
+                    Body::Train {
+                        digest: global.digest(),
+                        merge_epochs: self.workflow.merge_epochs,
+                    },
+                );
+            }
+            let deadline = Self::deadline(self.workflow.timeouts.calculation.limit());
+            let mut answered: BTreeMap<String, bool> = BTreeMap::new();
+            let mut losses: Vec<(u64, f64)> = Vec::new();
+            while answered.len() < nodes.len() {
+                let Some(message) = self.next(deadline).await else {
+                    break;
+                };
+                let sender = message.sender.clone();
+                match message.body {
+                    Body::Update { .. } => {
+                        let result = self
+                            .aggregator
+                            .send(Offer(message.bytes))
+                            .await
+                            .map_err(|e| RuntimeError::Transport(e.to_string()))?;
+                        match result {
+                            Ok(accepted) => {
+                                self.emit(TaskEvent::UpdateAccepted {
+                                    round,
+                                    node: sender.clone(),
+                                    samples: accepted.samples,
+                                    loss: accepted.metrics.loss,
+                                });
+                                self.record_training(round, &sender, &accepted.metrics, accepted.samples)?;
+                                if let Some(loss) = accepted.metrics.loss {
+                                    losses.push((accepted.samples, loss));
+                                }
+                                answered.insert(sender, true);
+                            }
+                            Err(rejection) if message.round != round => self.log.warn(format!(
+                                "round {round}: ignored a late update from `{sender}` (round {}): {rejection}",
+                                message.round
+                            )),
+                            Err(rejection) => {
+                                self.log.warn(format!(
+                                    "round {round}: rejected the update from `{sender}`: {rejection}"
+                                ));
+                                self.emit(TaskEvent::UpdateRejected {
+                                    round,
+                                    node: sender.clone(),
+                                    reason: rejection.to_string(),
+                                });
+                                if nodes.contains(&sender) {
+                                    answered.insert(sender, false);
+                                }
+                            }
+                        }
+                    }
+                    Body::Failed { reason }
+                        if message.round == round && nodes.contains(&sender) =>
+                    {
+                        self.log
+                            .warn(format!("round {round}: `{sender}` failed: {reason}"));
+                        self.emit(TaskEvent::Dropped {
+                            round,
+                            node: sender.clone(),
+                            reason,
+                        });
+                        answered.insert(sender, false);
+                    }
+                    other => self.log.warn(format!(
+                        "round {round}: ignored a `{}` message from `{sender}` (round {})",
+                        other.kind(),
+                        message.round
+                    )),
+                }
+            }
+            let accepted: Vec<String> = answered
+                .iter()
+                .filter(|(_, ok)| **ok)
+                .map(|(n, _)| n.clone())
+                .collect();
+            let dropped: Vec<String> = nodes
+                .iter()
+                .filter(|n| !accepted.contains(n))
+                .cloned()
+                .collect();
+            for node in dropped.iter().filter(|n| !answered.contains_key(*n)) {
+                let reason = format!(
+                    "no update within the calculation timeout ({})",
+                    self.workflow.timeouts.calculation
+                );
+                self.log
+                    .warn(format!("round {round}: `{node}` left out: {reason}"));
+                self.emit(TaskEvent::Dropped {
+                    round,
+                    node: node.clone(),
+                    reason,
+                });
+            }
+            if accepted.len() >= quorum {
+                let new_global = self
+                    .aggregator
+                    .send(Finish)
+                    .await
+                    .map_err(|e| RuntimeError::Transport(e.to_string()))?
+                    .map_err(RuntimeError::Transport)?;
+                let total: u64 = losses.iter().map(|(n, _)| n).sum();
+                let train_loss = (total > 0)
+                    .then(|| losses.iter().map(|(n, l)| *n as f64 * l).sum::<f64>() / total as f64);
+                return Ok((
+                    new_global,
+                    RoundSummary {
+                        round,
+                        participants: accepted,
+                        dropped,
+                        train_loss,
+                        validation_accuracy: None,
+                        test_accuracy: None,
+                        seconds: started.elapsed().as_secs_f64(),
+                    },
+                ));
+            }
+            if attempt < attempts {
+                self.log.warn(format!(
+                    "round {round}: {} of the {quorum} updates the quorum needs; retrying (attempt {} of {attempts})",
+                    accepted.len(),
+                    attempt + 1
+                ));
+            } else {
+                return Err(RuntimeError::NoQuorum {
+                    round,
+                    accepted: accepted.len(),
+                    quorum,
+                    attempts,
+                    missing: dropped.join(", "),
+                });
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    fn record_training(
+        &mut self,
+        round: u64,
+        node: &str,
+        metrics: &Metrics,
+        samples: u64,
+    ) -> Result<(), RuntimeError> {
+        let mut record = RoundMetrics::new(round as u32, node);
+        record.samples = samples;
+        record.train_loss = metrics.loss;
+        record.train_accuracy = metrics.accuracy;
+        self.metrics
+            .insert(record)
+            .map_err(|e| RuntimeError::Output {
+                path: self.out.join("metrics.json"),
+                message: e.to_string(),
+            })?;
+        let scalars: Vec<(&str, f32)> = [
+            ("train/loss", metrics.loss),
+            ("train/accuracy", metrics.accuracy),
+        ]
+        .into_iter()
+        .filter_map(|(tag, v)| v.map(|v| (tag, v as f32)))
+        .collect();
+        if let Some(writer) = self.tensorboard.get_mut(node) {
+            let _ = writer.add_scalars(round as i64, &scalars, wall_time_now());
+            let _ = writer.flush();
+        }
+        Ok(())
+    }
+
+    fn record_evaluation(
+        &mut self,
+        round: u64,
+        validation: Option<&Metrics>,
+        test: Option<&Metrics>,
+        seconds: f64,
+    ) -> Result<(), RuntimeError> {
+        let node = self.workflow.initiator.node.clone();
+        let mut record = RoundMetrics::new(round as u32, node.as_str());
+        record.validation_loss = validation.and_then(|m| m.loss);
+        record.validation_accuracy = validation.and_then(|m| m.accuracy);
+        record.test_loss = test.and_then(|m| m.loss);
+        record.test_accuracy = test.and_then(|m| m.accuracy);
+        record.duration_seconds = seconds;
+        self.metrics
+            .insert(record)
+            .map_err(|e| RuntimeError::Output {
+                path: self.out.join("metrics.json"),
+                message: e.to_string(),
+            })?;
+        let mut scalars = Vec::new();
+        for (prefix, m) in [("validation", validation), ("test", test)] {
+            if let Some(m) = m {
+                if let Some(loss) = m.loss {
+                    scalars.push((format!("{prefix}/loss"), loss as f32));
+                }
+                if let Some(accuracy) = m.accuracy {
+                    scalars.push((format!("{prefix}/accuracy"), accuracy as f32));
+                }
+            }
+        }
+        let scalars: Vec<(&str, f32)> = scalars.iter().map(|(t, v)| (t.as_str(), *v)).collect();
+        if let Some(writer) = self.tensorboard.get_mut(&node) {
+            let _ = writer.add_scalars(round as i64, &scalars, wall_time_now());
+            let _ = writer.flush();
+        }
+        Ok(())
+    }
+
+    /// Runs every round from `initial`; returns what the Packager needs.
+    pub(crate) async fn run(
+        &mut self,
+        initial: TensorSet,
+        samples: &BTreeMap<String, u64>,
+    ) -> Result<Outcome, RuntimeError> {
+        let nodes: Vec<String> = self
+            .workflow
+            .training_nodes()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let has_validation = self.workflow.initiator.validation.is_some();
+        let has_test = true;
+        let mut stopping = Stopping::new(
+            self.workflow.early_stopping.metric,
+            self.workflow.early_stopping.patience,
+        );
+        let early_stopping = self.workflow.early_stopping_active() && has_validation;
+        let mut global = Arc::new(initial);
+        let mut best = (global.as_ref().clone(), 0u64, None::<Metrics>);
+        let mut rounds = Vec::new();
+        let mut contributed: BTreeMap<String, u32> = BTreeMap::new();
+        let mut stopped_early = false;
+        let max_rounds = u64::from(self.workflow.max_rounds);
+        for round in 1..=max_rounds {
+            let (new_global, mut summary) = self.train_round(round, &global, &nodes).await?;
+            for node in &summary.participants {
+                *contributed.entry(node.clone()).or_default() += 1;
+            }
+            global = Arc::new(new_global);
+            let validation = if has_validation {
+                Some(self.evaluate(round, &global, Split::Validation).await?)
+            } else {
+                None
+            };
+            let test = if has_test && self.workflow.tests_round(round as u32) {
+                Some(self.evaluate(round, &global, Split::Test).await?)
+            } else {
+                None
+            };
+            summary.validation_accuracy = validation.as_ref().and_then(|m| m.accuracy);
+            summary.test_accuracy = test.as_ref().and_then(|m| m.accuracy);
+            summary.seconds = summary.seconds.max(0.0);
+            let improved = match &validation {
+                Some(m) => stopping.observe(m),
+                None => true,
+            };
+            if improved {
+                best = (global.as_ref().clone(), round, validation.clone());
+            }
+            self.record_evaluation(round, validation.as_ref(), test.as_ref(), summary.seconds)?;
+            self.log.info(format!(
+                "round {round}: {} update(s) aggregated{}{}{}",
+                summary.participants.len(),
+                summary
+                    .train_loss
+                    .map_or(String::new(), |l| format!(", train loss {l:.4}")),
+                summary
+                    .validation_accuracy
+                    .map_or(String::new(), |a| format!(
+                        ", validation accuracy {:.2}%",
+                        a * 100.0
+                    )),
+                summary.test_accuracy.map_or(String::new(), |a| format!(
+                    ", test accuracy {:.2}%",
+                    a * 100.0
+                )),
+            ));
+            self.emit(TaskEvent::RoundFinished(summary.clone()));
+            rounds.push(summary);
+            if early_stopping && stopping.should_stop() && round < max_rounds {
+                self.log.info(format!(
+                    "early stopping after round {round}: no better validation {} for {} rounds",
+                    match self.workflow.early_stopping.metric {
+                        StoppingMetric::ValidationAccuracy => "accuracy",
+                        StoppingMetric::ValidationLoss => "loss",
+                    },
+                    self.workflow.early_stopping.patience
+                ));
+                stopped_early = true;
+                break;
+            }
+        }
+        let (best_weights, best_round, best_validation) = best;
+        let final_test = Some(
+            self.evaluate(best_round.max(1), &best_weights, Split::Test)
+                .await?,
+        );
+        for node in self
+            .workflow
+            .participants
+            .iter()
+            .map(|p| p.node.clone())
+            .chain(std::iter::once(self.workflow.initiator.node.clone()))
+        {
+            send(
+                &*self.transport,
+                &self.task_id,
+                COORDINATOR,
+                &node,
+                0,
+                Body::Stop {
+                    reason: "the task is finished".into(),
+                },
+            );
+        }
+        let participants = nodes
+            .iter()
+            .map(|node| ParticipantSummary {
+                node: node.clone(),
+                samples: samples.get(node).copied().unwrap_or(0),
+                rounds_contributed: contributed.get(node).copied().unwrap_or(0),
+            })
+            .collect();
+        Ok(Outcome {
+            best: best_weights,
+            best_round,
+            best_validation,
+            final_test,
+            rounds,
+            participants,
+            stopped_early,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accuracy(a: f64) -> Metrics {
+        Metrics {
+            accuracy: Some(a),
+            loss: Some(1.0 - a),
+            ..Metrics::default()
+        }
+    }
+
+    #[test]
+    fn early_stopping_counts_rounds_without_improvement() {
+        let mut s = Stopping::new(StoppingMetric::ValidationAccuracy, 2);
+        assert!(s.observe(&accuracy(0.5)));
+        assert!(!s.observe(&accuracy(0.5)), "a tie is no improvement");
+        assert!(!s.should_stop());
+        assert!(!s.observe(&accuracy(0.4)));
+        assert!(s.should_stop());
+        assert!(s.observe(&accuracy(0.6)));
+        assert!(!s.should_stop());
+
+        let mut by_loss = Stopping::new(StoppingMetric::ValidationLoss, 1);
+        assert!(by_loss.observe(&accuracy(0.5)));
+        assert!(by_loss.observe(&accuracy(0.7)), "lower loss is better");
+        assert!(!by_loss.observe(&accuracy(0.6)));
+        assert!(by_loss.should_stop());
+    }
+}

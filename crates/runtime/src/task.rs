@@ -1,0 +1,307 @@
+//! Running a workflow embedded: every node in this process over the in-process transport,
+//! from check-in to the result files.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+
+use actix::SyncArbiter;
+use fl_data::{Dataset, OpenOptions};
+use fl_package::{ModelPackage, extract_model_zip, inspect_package};
+use fl_telemetry::{EventWriter, MetricsFile, TaskLog};
+use fl_torch::{Classifier, TrainerOptions, WeightExchange, from_tensor_set, write_safetensors};
+use fl_workflow::Workflow;
+
+use crate::aggregator::AggregatorActor;
+use crate::coordinator::Coordinator;
+use crate::error::RuntimeError;
+use crate::events::TaskEvent;
+use crate::node::{DataSources, start_node};
+use crate::results::{FederationSummary, ResultFiles, write_results};
+use crate::transport::{COORDINATOR, InProcess, Transport};
+
+/// How to run a task beyond its workflow.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The transport (default: a new in-process one). Tests use it to make nodes
+    /// unreachable.
+    pub transport: Option<InProcess>,
+    /// Image decoding threads per node (default 1).
+    pub workers: Option<usize>,
+}
+
+/// What a finished task produced.
+#[derive(Debug, Clone)]
+pub struct TaskReport {
+    /// The summary written into the Model Card and `report.zip`.
+    pub summary: FederationSummary,
+    /// `model.zip` and `report.zip`.
+    pub files: ResultFiles,
+    /// The output directory.
+    pub output: PathBuf,
+}
+
+/// Runs `workflow` with every node in this process. Progress goes to `events` as it happens.
+pub fn run_embedded(
+    workflow: &Workflow,
+    options: RunOptions,
+    events: Option<Sender<TaskEvent>>,
+) -> Result<TaskReport, RuntimeError> {
+    let system = actix::System::new();
+    let result = system.block_on(run(workflow.clone(), options, events));
+    actix::System::current().stop();
+    result
+}
+
+fn output_err(path: &std::path::Path, e: impl ToString) -> RuntimeError {
+    RuntimeError::Output {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+async fn run(
+    workflow: Workflow,
+    options: RunOptions,
+    events: Option<Sender<TaskEvent>>,
+) -> Result<TaskReport, RuntimeError> {
+    let out = workflow.output.clone();
+    fs::create_dir_all(&out).map_err(|e| output_err(&out, e))?;
+    let digest = workflow.digest();
+    let task_id = format!("{}-{}", workflow.name, &digest[..12]);
+
+    // The task log, mirrored to the event stream.
+    let task_log = TaskLog::open(out.join("task.log")).map_err(|e| output_err(&out, e))?;
+    if let Some(events) = &events {
+        let events = events.clone();
+        task_log.add_callback(move |line| {
+            let _ = events.send(TaskEvent::Log(line.clone()));
+        });
+    }
+    let coordinator_log = task_log
+        .node(COORDINATOR)
+        .map_err(|e| output_err(&out, e))?;
+    coordinator_log.info(format!(
+        "task `{task_id}` starts (workflow digest {digest})"
+    ));
+
+    // The package (a directory or a model.zip).
+    let (package, _extracted) = open_package(&workflow.model)?;
+    // The task's labels are those of the initiator's test data.
+    let test_dir = workflow
+        .initiator
+        .test
+        .path()
+        .ok_or_else(|| RuntimeError::Package {
+            path: workflow.model.clone(),
+            message: "the embedded runtime needs the initiator's test data as a directory".into(),
+        })?
+        .to_path_buf();
+    let labels = Dataset::open(&test_dir, &OpenOptions::default())
+        .map_err(|source| RuntimeError::Data {
+            node: workflow.initiator.node.clone(),
+            source: Box::new(source),
+        })?
+        .labels;
+
+    let overrides = match serde_json::to_value(&workflow.training) {
+        Ok(serde_json::Value::Object(map)) => {
+            map.into_iter().filter(|(_, v)| !v.is_null()).collect()
+        }
+        _ => serde_json::Map::new(),
+    };
+    let trainer_options = TrainerOptions {
+        seed: workflow.seed,
+        threads: workflow.threads as usize,
+        workers: options.workers.unwrap_or(1),
+        overrides,
+        ..TrainerOptions::default()
+    };
+
+    let transport = options.transport.unwrap_or_default();
+    let inbox = transport
+        .open(COORDINATOR)
+        .map_err(|e| RuntimeError::Transport(e.to_string()))?;
+    let shared: Arc<dyn Transport> = Arc::new(transport);
+
+    // Nodes: the initiator, then every participant.
+    let mut nodes: Vec<(String, DataSources)> = vec![(
+        workflow.initiator.node.clone(),
+        DataSources {
+            train: workflow
+                .initiator
+                .train
+                .as_ref()
+                .and_then(|d| d.path())
+                .map(Into::into),
+            validation: workflow
+                .initiator
+                .validation
+                .as_ref()
+                .and_then(|d| d.path())
+                .map(Into::into),
+            test: Some(test_dir.clone()),
+        },
+    )];
+    for participant in &workflow.participants {
+        nodes.push((
+            participant.node.clone(),
+            DataSources {
+                train: participant.data.path().map(Into::into),
+                ..DataSources::default()
+            },
+        ));
+    }
+    let mut addresses = Vec::new();
+    for (node, sources) in &nodes {
+        let log = task_log.node(node).map_err(|e| output_err(&out, e))?;
+        let address = start_node(
+            node,
+            &task_id,
+            &package,
+            sources.clone(),
+            &labels,
+            &trainer_options,
+            shared.clone(),
+            log,
+        )
+        .await
+        .map_err(|message| RuntimeError::Package {
+            path: workflow.model.clone(),
+            message: format!("node `{node}`: {message}"),
+        })?;
+        addresses.push(address);
+    }
+
+    // The initial global weights: the package's, with the head rebuilt for the task's labels
+    // when they differ (seeded, so every run starts the same).
+    let initial = {
+        let (model, _) = Classifier::from_package(&package, Some(&labels), workflow.seed as i64)
+            .map_err(|source| RuntimeError::Model {
+                node: COORDINATOR.into(),
+                source: Box::new(source),
+            })?;
+        model.weights().map_err(|source| RuntimeError::Model {
+            node: COORDINATOR.into(),
+            source: Box::new(source),
+        })?
+    };
+
+    let tensorboard_dir = out.join("tensorboard");
+    let mut tensorboard = BTreeMap::new();
+    for (node, _) in &nodes {
+        let writer = EventWriter::create(&tensorboard_dir, Some(node))
+            .map_err(|e| output_err(&tensorboard_dir, e))?;
+        tensorboard.insert(node.clone(), writer);
+    }
+    let metrics_path = out.join("metrics.json");
+    let metrics = MetricsFile::create(&metrics_path).map_err(|e| output_err(&metrics_path, e))?;
+    let mut coordinator = Coordinator {
+        workflow: workflow.clone(),
+        task_id: task_id.clone(),
+        transport: shared.clone(),
+        inbox,
+        aggregator: SyncArbiter::start(1, AggregatorActor::default),
+        events,
+        log: coordinator_log.clone(),
+        out: out.clone(),
+        metrics,
+        tensorboard,
+    };
+    let node_ids: Vec<String> = nodes.iter().map(|(n, _)| n.clone()).collect();
+    let samples = coordinator.check_in(&node_ids).await?;
+    let outcome = coordinator.run(initial, &samples).await;
+    let tensorboard = std::mem::take(&mut coordinator.tensorboard);
+    for (_, writer) in tensorboard {
+        let _ = writer.close();
+    }
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            coordinator_log.error(format!("the task failed: {error}"));
+            let _ = task_log.sync();
+            return Err(error);
+        }
+    };
+
+    // The Packager: the best weights as the result package, and the report.
+    let summary = FederationSummary {
+        task: task_id.clone(),
+        rounds_run: outcome.rounds.len() as u64,
+        max_rounds: u64::from(workflow.max_rounds),
+        stopped_early: outcome.stopped_early,
+        best_round: outcome.best_round,
+        best_validation: outcome.best_validation.clone(),
+        final_test: outcome.final_test.clone(),
+        participants: outcome.participants.clone(),
+        rounds: outcome.rounds.clone(),
+        seed: workflow.seed,
+        workflow_digest: digest,
+        weighting: match workflow.aggregation.weighting {
+            fl_workflow::Weighting::Samples => "samples".into(),
+            fl_workflow::Weighting::Uniform => "uniform".into(),
+        },
+    };
+    let best_path = out.join(".best.safetensors.partial");
+    let tensors = from_tensor_set(&outcome.best).map_err(|source| RuntimeError::Model {
+        node: COORDINATOR.into(),
+        source: Box::new(source),
+    })?;
+    write_safetensors(&best_path, &tensors).map_err(|e| output_err(&best_path, e))?;
+    coordinator_log.info(format!(
+        "best round {} kept; test accuracy {}",
+        outcome.best_round,
+        outcome
+            .final_test
+            .as_ref()
+            .and_then(|m| m.accuracy)
+            .map_or("-".into(), |a| format!("{:.2}%", a * 100.0))
+    ));
+    let _ = task_log.sync();
+    let files = write_results(
+        &out,
+        &package,
+        &best_path,
+        &labels,
+        &summary,
+        &tensorboard_dir,
+        &metrics_path,
+        &out.join("task.log"),
+    );
+    let _ = fs::remove_file(&best_path);
+    let files = files?;
+    drop(addresses);
+    Ok(TaskReport {
+        summary,
+        files,
+        output: out,
+    })
+}
+
+/// Opens the workflow's model: a package directory or a `model.zip` (extracted to a
+/// temporary directory that lives as long as the returned guard).
+fn open_package(
+    path: &std::path::Path,
+) -> Result<(ModelPackage, Option<tempfile::TempDir>), RuntimeError> {
+    let err = |message: String| RuntimeError::Package {
+        path: path.to_path_buf(),
+        message,
+    };
+    let (dir, guard) = if path.is_file() {
+        let tmp = tempfile::tempdir().map_err(|e| err(e.to_string()))?;
+        extract_model_zip(path, tmp.path()).map_err(|e| err(e.to_string()))?;
+        (tmp.path().to_path_buf(), Some(tmp))
+    } else {
+        (path.to_path_buf(), None)
+    };
+    let inspection = inspect_package(&dir, &fl_torch::builtin_catalog());
+    match inspection.package {
+        Some(package) => Ok((package, guard)),
+        None => Err(err(format!(
+            "not a valid model package:\n{}",
+            inspection.problems
+        ))),
+    }
+}

@@ -1,0 +1,122 @@
+//! How nodes and the coordinator exchange envelopes: one [`Transport`] trait, and the
+//! in-process implementation that is the embedded default (NATS comes with the distributed
+//! runtime). Messages are the encoded envelope bytes, so every transport carries the same.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+/// The coordinator's address on a transport.
+pub const COORDINATOR: &str = "coordinator";
+
+/// Why a message could not be handed over.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// Nobody listens at this address.
+    #[error("no endpoint `{0}` on the transport")]
+    Unknown(String),
+    /// The address is taken.
+    #[error("endpoint `{0}` is already open")]
+    Taken(String),
+}
+
+/// Delivery of encoded envelopes between named endpoints.
+pub trait Transport: Send + Sync + 'static {
+    /// Hands `bytes` to the endpoint `to`. Delivery is asynchronous; an `Ok` means accepted
+    /// for delivery, not received.
+    fn send(&self, to: &str, bytes: Vec<u8>) -> Result<(), TransportError>;
+    /// Opens the endpoint `name` and returns its inbox.
+    fn open(&self, name: &str) -> Result<Inbox, TransportError>;
+}
+
+/// Messages addressed to one endpoint, in the order they were sent.
+#[derive(Debug)]
+pub struct Inbox(UnboundedReceiver<Vec<u8>>);
+
+impl Inbox {
+    /// Waits for the next message; `None` once the transport is gone.
+    pub async fn recv(&mut self) -> Option<Vec<u8>> {
+        self.0.recv().await
+    }
+}
+
+/// The in-process transport: a channel per endpoint.
+#[derive(Debug, Default, Clone)]
+pub struct InProcess {
+    endpoints: Arc<Mutex<HashMap<String, UnboundedSender<Vec<u8>>>>>,
+    unreachable: Arc<Mutex<HashSet<String>>>,
+}
+
+impl InProcess {
+    /// Returns a transport with no endpoint.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes `name` unreachable: messages to it are accepted and silently lost, as with a
+    /// node whose network is down (for tests of timeouts and quorum).
+    pub fn make_unreachable(&self, name: &str) {
+        if let Ok(mut set) = self.unreachable.lock() {
+            set.insert(name.to_owned());
+        }
+    }
+}
+
+impl Transport for InProcess {
+    fn send(&self, to: &str, bytes: Vec<u8>) -> Result<(), TransportError> {
+        if self.unreachable.lock().is_ok_and(|set| set.contains(to)) {
+            return Ok(());
+        }
+        let endpoints = self
+            .endpoints
+            .lock()
+            .map_err(|_| TransportError::Unknown(to.to_owned()))?;
+        let sender = endpoints
+            .get(to)
+            .ok_or_else(|| TransportError::Unknown(to.to_owned()))?;
+        sender
+            .send(bytes)
+            .map_err(|_| TransportError::Unknown(to.to_owned()))
+    }
+
+    fn open(&self, name: &str) -> Result<Inbox, TransportError> {
+        let mut endpoints = self
+            .endpoints
+            .lock()
+            .map_err(|_| TransportError::Taken(name.to_owned()))?;
+        if endpoints.get(name).is_some_and(|s| !s.is_closed()) {
+            return Err(TransportError::Taken(name.to_owned()));
+        }
+        let (sender, receiver) = unbounded_channel();
+        endpoints.insert(name.to_owned(), sender);
+        Ok(Inbox(receiver))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn delivers_in_order_and_loses_messages_to_unreachable_nodes() {
+        let transport = InProcess::new();
+        let mut inbox = transport.open("a").expect("open");
+        assert!(matches!(transport.open("a"), Err(TransportError::Taken(_))));
+        transport.send("a", vec![1]).expect("send");
+        transport.send("a", vec![2]).expect("send");
+        assert_eq!(inbox.recv().await, Some(vec![1]));
+        assert_eq!(inbox.recv().await, Some(vec![2]));
+        assert!(matches!(
+            transport.send("b", vec![3]),
+            Err(TransportError::Unknown(_))
+        ));
+        transport.make_unreachable("a");
+        transport.send("a", vec![4]).expect("accepted");
+        transport
+            .send(COORDINATOR, vec![])
+            .expect_err("no coordinator yet");
+        drop(transport);
+        assert_eq!(inbox.recv().await, None);
+    }
+}

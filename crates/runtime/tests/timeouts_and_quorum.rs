@@ -1,0 +1,125 @@
+//! A participant that never answers: left out after the calculation timeout while the quorum
+//! holds, and a clear failure after the bounded retries when it does not.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use fl_runtime::{InProcess, RunOptions, RuntimeError, TaskEvent, run_embedded};
+use fl_workflow::Workflow;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
+}
+
+fn workflow(out: &Path, quorum: u32) -> Workflow {
+    let r = repo();
+    let text = format!(
+        "version: 1\nname: stall\nseed: 3\nmodel: {model}\n\
+         initiator:\n  node: initiator\n  validation: {init}\n  test: {init}\n\
+         participants:\n  - node: site-1\n    data: {s1}\n  - node: site-2\n    data: {s2}\n  - node: site-3\n    data: {s3}\n\
+         max_rounds: 2\nquorum: {quorum}\nround_retries: 1\n\
+         timeouts:\n  schedule: 30s\n  calculation: 2s\noutput: {out}\n",
+        model = r.join("models/digits-cnn").display(),
+        init = r.join("datasets/digits/initiator").display(),
+        s1 = r.join("datasets/digits/site-1").display(),
+        s2 = r.join("datasets/digits/site-2").display(),
+        s3 = r.join("datasets/digits/site-3").display(),
+        out = out.display(),
+    );
+    Workflow::parse(&text, out.join("workflow.yaml")).expect("a valid workflow")
+}
+
+#[test]
+fn an_unreachable_participant_is_dropped_and_the_quorum_carries_the_task() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let transport = InProcess::new();
+    transport.make_unreachable("site-3");
+    let (sender, receiver) = mpsc::channel();
+    let report = run_embedded(
+        &workflow(dir.path(), 2),
+        RunOptions {
+            transport: Some(transport),
+            workers: None,
+        },
+        Some(sender),
+    )
+    .expect("the task finishes with the two other participants");
+    assert_eq!(report.summary.rounds_run, 2);
+    for round in &report.summary.rounds {
+        assert_eq!(round.participants, vec!["site-1", "site-2"]);
+        assert_eq!(round.dropped, vec!["site-3"]);
+    }
+    let site3 = report
+        .summary
+        .participants
+        .iter()
+        .find(|p| p.node == "site-3")
+        .expect("listed");
+    assert_eq!(site3.rounds_contributed, 0);
+    let dropped: Vec<(u64, String)> = receiver
+        .try_iter()
+        .filter_map(|e| match e {
+            TaskEvent::Dropped {
+                round,
+                node,
+                reason,
+            } => {
+                assert!(reason.contains("calculation timeout (2s)"), "{reason}");
+                Some((round, node))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        dropped,
+        vec![(1, "site-3".to_owned()), (2, "site-3".to_owned())]
+    );
+    let log = std::fs::read_to_string(dir.path().join("task.log")).expect("task log");
+    assert!(
+        log.contains("`site-3` left out: no update within the calculation timeout"),
+        "{log}"
+    );
+    assert!(report.files.model_zip.is_file());
+}
+
+#[test]
+fn without_the_quorum_the_task_fails_after_the_bounded_retries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let transport = InProcess::new();
+    transport.make_unreachable("site-2");
+    let started = std::time::Instant::now();
+    let error = run_embedded(
+        &workflow(dir.path(), 3),
+        RunOptions {
+            transport: Some(transport),
+            workers: None,
+        },
+        None,
+    )
+    .expect_err("three updates are required and only two can come");
+    match &error {
+        RuntimeError::NoQuorum {
+            round,
+            accepted,
+            quorum,
+            attempts,
+            missing,
+        } => {
+            assert_eq!((*round, *accepted, *quorum, *attempts), (1, 2, 3, 2));
+            assert_eq!(missing, "site-2");
+        }
+        other => panic!("expected NoQuorum, got {other}"),
+    }
+    assert!(
+        error
+            .to_string()
+            .contains("after 2 attempt(s); missing: site-2"),
+        "{error}"
+    );
+    // Two attempts of a 2 s calculation timeout: bounded, not stuck.
+    assert!(started.elapsed().as_secs() < 30);
+    assert!(!dir.path().join("model.zip").exists());
+}
