@@ -5,6 +5,7 @@
 //! ./scripts/bench            # builds in release and runs every benchmark
 //! ```
 
+mod federated;
 mod report;
 mod training;
 
@@ -26,17 +27,50 @@ struct Args {
     /// The Python interpreter with torch (default: $FEDENGINE_PYTHON, then .venv/bin/python).
     #[arg(long)]
     python: Option<PathBuf>,
+    /// Run only these benchmarks (default: all).
+    #[arg(long, value_delimiter = ',', value_parser = ["training", "fedavg"])]
+    only: Vec<String>,
+    #[command(subcommand)]
+    internal: Option<Internal>,
+}
+
+/// Helpers the benchmarks run as child processes.
+#[derive(Debug, clap::Subcommand)]
+enum Internal {
+    /// Aggregates synthetic updates and prints the peak RSS in KiB.
+    #[command(hide = true)]
+    AggregateMemory {
+        #[arg(long)]
+        participants: usize,
+        #[arg(long)]
+        params: usize,
+    },
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(Internal::AggregateMemory {
+        participants,
+        params,
+    }) = args.internal
+    {
+        return federated::aggregate_memory(participants, params);
+    }
+    let wanted = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
     let python = args
         .python
         .clone()
         .or_else(|| std::env::var_os("FEDENGINE_PYTHON").map(PathBuf::from))
         .unwrap_or_else(|| args.root.join(".venv/bin/python"));
-    let section = training::run(&args.root, &python, args.repeats)?;
-    report::write_section(&args.root.join("BENCHMARKS.md"), "training", &section)?;
-    println!("{section}");
+    if wanted("training") {
+        let section = training::run(&args.root, &python, args.repeats)?;
+        report::write_section(&args.root.join("BENCHMARKS.md"), "training", &section)?;
+        println!("{section}");
+    }
+    if wanted("fedavg") {
+        let section = federated::run(&args.root, args.repeats)?;
+        report::write_section(&args.root.join("BENCHMARKS.md"), "fedavg", &section)?;
+        println!("{section}");
+    }
     Ok(())
 }

@@ -326,6 +326,11 @@ impl Coordinator {
                                     node: sender.clone(),
                                     samples: accepted.samples,
                                     loss: accepted.metrics.loss,
+                                    train_seconds: accepted
+                                        .metrics
+                                        .extra
+                                        .get(crate::node::TRAIN_SECONDS)
+                                        .copied(),
                                 });
                                 self.record_training(round, &sender, &accepted.metrics, accepted.samples)?;
                                 if let Some(loss) = accepted.metrics.loss {
@@ -352,6 +357,17 @@ impl Coordinator {
                             }
                         }
                     }
+                    Body::Progress {
+                        epoch,
+                        epochs,
+                        loss,
+                    } if message.round == round => self.emit(TaskEvent::EpochFinished {
+                        round,
+                        node: sender,
+                        epoch,
+                        epochs,
+                        loss,
+                    }),
                     Body::Failed { reason }
                         if message.round == round && nodes.contains(&sender) =>
                     {

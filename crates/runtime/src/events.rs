@@ -25,6 +25,19 @@ pub enum TaskEvent {
         /// The maximum number of rounds.
         max_rounds: u64,
     },
+    /// A node finished a local epoch.
+    EpochFinished {
+        /// The round.
+        round: u64,
+        /// The node.
+        node: String,
+        /// 1-based local epoch.
+        epoch: u32,
+        /// Local epochs in the round.
+        epochs: u32,
+        /// The epoch's training loss.
+        loss: Option<f64>,
+    },
     /// An update was accepted into the round.
     UpdateAccepted {
         /// The round.
@@ -35,6 +48,8 @@ pub enum TaskEvent {
         samples: u64,
         /// Its training loss.
         loss: Option<f64>,
+        /// Seconds the node spent training (as it reports).
+        train_seconds: Option<f64>,
     },
     /// An update was rejected (and left out).
     UpdateRejected {

@@ -80,6 +80,8 @@ impl Handler<OpenData> for DatasetActor {
 /// Owns a node's training model.
 pub struct TrainerActor {
     trainer: LocalTrainer,
+    /// Where progress goes: (transport, task id, node).
+    progress: (Arc<dyn Transport>, String, String),
 }
 
 impl Actor for TrainerActor {
@@ -88,7 +90,7 @@ impl Actor for TrainerActor {
 
 /// Trains one round from the global weights.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<RoundUpdate, String>")]
+#[rtype(result = "Result<(RoundUpdate, f64), String>")]
 pub struct TrainRound {
     /// The global weights.
     pub global: Arc<TensorSet>,
@@ -96,20 +98,47 @@ pub struct TrainRound {
     pub round: u64,
     /// Local epochs.
     pub merge_epochs: usize,
+    /// The round as the coordinator counts it (1-based), for progress messages.
+    pub report_round: u64,
 }
 
 impl Handler<TrainRound> for TrainerActor {
-    type Result = Result<RoundUpdate, String>;
+    /// The update and the seconds spent training (not waiting for the lock).
+    type Result = Result<(RoundUpdate, f64), String>;
 
     fn handle(&mut self, msg: TrainRound, _: &mut Self::Context) -> Self::Result {
         let _torch = TORCH
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.trainer
-            .train_round(&msg.global, msg.round, msg.merge_epochs)
-            .map_err(|e| e.to_string())
+        let started = std::time::Instant::now();
+        let (transport, task_id, node) = &self.progress;
+        let epochs = msg.merge_epochs as u32;
+        let mut done = 0;
+        let mut report = |record: &fl_torch::EpochRecord| {
+            done += 1;
+            send(
+                &**transport,
+                task_id,
+                node,
+                COORDINATOR,
+                msg.report_round,
+                Body::Progress {
+                    epoch: done,
+                    epochs,
+                    loss: Some(record.metrics.loss),
+                },
+            );
+        };
+        let update = self
+            .trainer
+            .train_round_observed(&msg.global, msg.round, msg.merge_epochs, &mut report)
+            .map_err(|e| e.to_string())?;
+        Ok((update, started.elapsed().as_secs_f64()))
     }
 }
+
+/// The key under which an update's metrics carry its training time in seconds.
+pub const TRAIN_SECONDS: &str = "train_seconds";
 
 /// Owns a node's evaluation model.
 pub struct ValidatorActor {
@@ -199,7 +228,10 @@ pub async fn start_node(
     } else {
         let local =
             LocalTrainer::new(package, data.clone(), labels, options).map_err(|e| e.to_string())?;
-        Some(start_sync(TrainerActor { trainer: local }))
+        Some(start_sync(TrainerActor {
+            trainer: local,
+            progress: (transport.clone(), task_id.to_owned(), node.to_owned()),
+        }))
     };
     let validator = if data.validation.is_empty() && data.test.is_empty() {
         None
@@ -382,25 +414,23 @@ impl Handler<Inbound> for NodeActor {
                     global,
                     round: round.saturating_sub(1),
                     merge_epochs: merge_epochs as usize,
+                    report_round: round,
                 });
                 ctx.spawn(
                     async move {
                         match work.await {
-                            Ok(Ok(update)) => {
+                            Ok(Ok((update, seconds))) => {
                                 log.info(format!(
                                     "round {round}: trained {} epoch(s) on {} samples, loss {:.4}",
                                     update.epochs.len(),
                                     update.samples,
                                     update.metrics.loss
                                 ));
-                                send(
-                                    &*transport,
-                                    &task_id,
-                                    &node,
-                                    COORDINATOR,
-                                    round,
-                                    update.into_body(),
-                                );
+                                let mut body = update.into_body();
+                                if let Body::Update { metrics, .. } = &mut body {
+                                    metrics.extra.insert(TRAIN_SECONDS.into(), seconds);
+                                }
+                                send(&*transport, &task_id, &node, COORDINATOR, round, body);
                             }
                             Ok(Err(reason)) => fail(reason),
                             Err(error) => fail(format!("the trainer stopped: {error}")),

@@ -59,8 +59,30 @@ fn an_unreachable_participant_is_dropped_and_the_quorum_carries_the_task() {
         .find(|p| p.node == "site-3")
         .expect("listed");
     assert_eq!(site3.rounds_contributed, 0);
-    let dropped: Vec<(u64, String)> = receiver
-        .try_iter()
+    let events: Vec<TaskEvent> = receiver.try_iter().collect();
+    let epochs: Vec<(u64, u32, u32)> = events
+        .iter()
+        .filter_map(|e| match e {
+            TaskEvent::EpochFinished {
+                round,
+                node,
+                epoch,
+                epochs,
+                loss,
+            } if node == "site-1" => {
+                assert!(loss.is_some_and(f64::is_finite));
+                Some((*round, *epoch, *epochs))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        epochs,
+        vec![(1, 1, 1), (2, 1, 1)],
+        "one progress report per local epoch"
+    );
+    let dropped: Vec<(u64, String)> = events
+        .into_iter()
         .filter_map(|e| match e {
             TaskEvent::Dropped {
                 round,

@@ -121,6 +121,15 @@ pub enum Body<T = TensorSet> {
         /// Which split.
         split: Split,
     },
+    /// A node finished one local epoch of a round (progress only).
+    Progress {
+        /// 1-based local epoch.
+        epoch: u32,
+        /// Local epochs in the round.
+        epochs: u32,
+        /// The epoch's training loss.
+        loss: Option<f64>,
+    },
     /// A node could not do what it was asked.
     Failed {
         /// Why, for the task log.
@@ -143,6 +152,7 @@ impl<T> Body<T> {
             Body::Hello { .. } => "hello",
             Body::Train { .. } => "train",
             Body::Evaluate { .. } => "evaluate",
+            Body::Progress { .. } => "progress",
             Body::Failed { .. } => "failed",
             Body::Stop { .. } => "stop",
         }
@@ -199,6 +209,15 @@ impl<T> Body<T> {
                 merge_epochs,
             },
             Body::Evaluate { digest, split } => Body::Evaluate { digest, split },
+            Body::Progress {
+                epoch,
+                epochs,
+                loss,
+            } => Body::Progress {
+                epoch,
+                epochs,
+                loss,
+            },
             Body::Failed { reason } => Body::Failed { reason },
             Body::Stop { reason } => Body::Stop { reason },
         })

@@ -311,6 +311,18 @@ impl LocalTrainer {
         round: u64,
         merge_epochs: usize,
     ) -> Result<RoundUpdate, ModelError> {
+        self.train_round_observed(global, round, merge_epochs, &mut |_| {})
+    }
+
+    /// [`train_round`](Self::train_round), calling `on_epoch` after each local epoch (for
+    /// progress reports; it does not change the result).
+    pub fn train_round_observed(
+        &mut self,
+        global: &TensorSet,
+        round: u64,
+        merge_epochs: usize,
+        on_epoch: &mut dyn FnMut(&EpochRecord),
+    ) -> Result<RoundUpdate, ModelError> {
         if self.train.is_empty() {
             return Err(ModelError::EmptySplit {
                 split: "Train",
@@ -351,12 +363,14 @@ impl LocalTrainer {
                 }
             });
             let metrics = train_epoch(&mut self.model, &mut optimizer, stream, |_| {})?;
-            epochs.push(EpochRecord {
+            let record = EpochRecord {
                 epoch,
                 learning_rate,
                 metrics,
                 order: order_fingerprint(&order),
-            });
+            };
+            on_epoch(&record);
+            epochs.push(record);
         }
         let metrics = epochs.last().map(|e| e.metrics).unwrap_or(Metrics {
             loss: 0.0,

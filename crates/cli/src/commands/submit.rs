@@ -1,6 +1,7 @@
 //! `engine submit WORKFLOW`: runs a FedAvg task (embedded: every node in this process) with
 //! progress bars and the task log live, then a table per round.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -50,11 +51,11 @@ pub fn run(args: SubmitArgs) -> Result<ExitCode> {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let nodes = bars.add(ProgressBar::new(0));
-    nodes.set_style(
-        ProgressStyle::with_template("  updates {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let node_style =
+        ProgressStyle::with_template("  {prefix:<12} epoch {pos}/{len} [{bar:20}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+    let mut nodes: BTreeMap<String, ProgressBar> = BTreeMap::new();
     for event in receiver {
         match event {
             TaskEvent::Log(line) if !args.quiet => {
@@ -72,13 +73,38 @@ pub fn run(args: SubmitArgs) -> Result<ExitCode> {
                 } else {
                     String::new()
                 });
-                nodes.set_length(asked.len() as u64);
-                nodes.set_position(0);
-                nodes.set_message(format!("waiting for {}", asked.join(", ")));
+                for (_, bar) in std::mem::take(&mut nodes) {
+                    bar.finish_and_clear();
+                }
+                for node in asked {
+                    let bar = bars.add(ProgressBar::new(u64::from(workflow.merge_epochs)));
+                    bar.set_style(node_style.clone());
+                    bar.set_prefix(node.clone());
+                    bar.set_message("training");
+                    nodes.insert(node, bar);
+                }
             }
-            TaskEvent::UpdateAccepted { node, .. } => {
-                nodes.inc(1);
-                nodes.set_message(format!("{node} done"));
+            TaskEvent::EpochFinished {
+                node, epoch, loss, ..
+            } => {
+                if let Some(bar) = nodes.get(&node) {
+                    bar.set_position(u64::from(epoch));
+                    bar.set_message(loss.map_or(String::new(), |l| format!("loss {l:.4}")));
+                }
+            }
+            TaskEvent::UpdateAccepted { node, loss, .. } => {
+                if let Some(bar) = nodes.get(&node) {
+                    bar.set_position(u64::from(workflow.merge_epochs));
+                    bar.set_message(format!(
+                        "update accepted{}",
+                        loss.map_or(String::new(), |l| format!(", loss {l:.4}"))
+                    ));
+                }
+            }
+            TaskEvent::Dropped { node, reason, .. } => {
+                if let Some(bar) = nodes.get(&node) {
+                    bar.set_message(format!("left out: {reason}"));
+                }
             }
             TaskEvent::RoundFinished(summary) => {
                 rounds.set_position(summary.round);
@@ -86,7 +112,9 @@ pub fn run(args: SubmitArgs) -> Result<ExitCode> {
             _ => {}
         }
     }
-    nodes.finish_and_clear();
+    for (_, bar) in nodes {
+        bar.finish_and_clear();
+    }
     rounds.finish_and_clear();
     let report = match runner.join() {
         Ok(Ok(report)) => report,
