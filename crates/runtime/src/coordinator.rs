@@ -19,7 +19,7 @@ use crate::error::RuntimeError;
 use crate::events::TaskEvent;
 use crate::node::send;
 use crate::results::{ParticipantSummary, RoundSummary};
-use crate::transport::{COORDINATOR, Inbox, Transport};
+use fl_transport::{COORDINATOR, Inbox, Transport};
 
 /// What the rounds produced, for the Packager.
 #[derive(Debug)]

@@ -14,9 +14,8 @@ pub mod events;
 pub mod node;
 pub mod results;
 mod task;
-pub mod transport;
 
 pub use error::RuntimeError;
 pub use events::TaskEvent;
+pub use fl_transport::{COORDINATOR, InProcess, Inbox, Transport, TransportError};
 pub use task::{RunOptions, TaskReport, run_embedded};
-pub use transport::{COORDINATOR, InProcess, Inbox, Transport, TransportError};

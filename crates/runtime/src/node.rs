@@ -12,7 +12,7 @@ use fl_telemetry::NodeLog;
 use fl_tensor::{Body, Digest, Envelope, Metrics, Split, TensorSet};
 use fl_torch::{LocalTrainer, NodeData, RoundUpdate, TrainerOptions};
 
-use crate::transport::{COORDINATOR, Inbox, Transport};
+use fl_transport::{COORDINATOR, Inbox, Transport};
 
 /// libtorch's seed and thread count are process-wide: one node trains or evaluates at a
 /// time in a process, so that every node's results are what they would be alone.

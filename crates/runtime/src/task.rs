@@ -20,7 +20,7 @@ use crate::error::RuntimeError;
 use crate::events::TaskEvent;
 use crate::node::{DataSources, start_node};
 use crate::results::{FederationSummary, ResultFiles, write_results};
-use crate::transport::{COORDINATOR, InProcess, Transport};
+use fl_transport::{COORDINATOR, InProcess, Transport};
 
 /// How to run a task beyond its workflow.
 #[derive(Debug, Clone, Default)]

@@ -1,45 +1,11 @@
-//! How nodes and the coordinator exchange envelopes: one [`Transport`] trait, and the
-//! in-process implementation that is the embedded default (NATS comes with the distributed
-//! runtime). Messages are the encoded envelope bytes, so every transport carries the same.
+//! The in-process transport, the embedded default: a channel per endpoint.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
-/// The coordinator's address on a transport.
-pub const COORDINATOR: &str = "coordinator";
-
-/// Why a message could not be handed over.
-#[derive(Debug, thiserror::Error)]
-pub enum TransportError {
-    /// Nobody listens at this address.
-    #[error("no endpoint `{0}` on the transport")]
-    Unknown(String),
-    /// The address is taken.
-    #[error("endpoint `{0}` is already open")]
-    Taken(String),
-}
-
-/// Delivery of encoded envelopes between named endpoints.
-pub trait Transport: Send + Sync + 'static {
-    /// Hands `bytes` to the endpoint `to`. Delivery is asynchronous; an `Ok` means accepted
-    /// for delivery, not received.
-    fn send(&self, to: &str, bytes: Vec<u8>) -> Result<(), TransportError>;
-    /// Opens the endpoint `name` and returns its inbox.
-    fn open(&self, name: &str) -> Result<Inbox, TransportError>;
-}
-
-/// Messages addressed to one endpoint, in the order they were sent.
-#[derive(Debug)]
-pub struct Inbox(UnboundedReceiver<Vec<u8>>);
-
-impl Inbox {
-    /// Waits for the next message; `None` once the transport is gone.
-    pub async fn recv(&mut self) -> Option<Vec<u8>> {
-        self.0.recv().await
-    }
-}
+use crate::base::{Inbox, Transport, TransportError};
 
 /// The in-process transport: a channel per endpoint.
 #[derive(Debug, Default, Clone)]
@@ -90,13 +56,14 @@ impl Transport for InProcess {
         }
         let (sender, receiver) = unbounded_channel();
         endpoints.insert(name.to_owned(), sender);
-        Ok(Inbox(receiver))
+        Ok(Inbox::new(receiver))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::COORDINATOR;
 
     #[tokio::test]
     async fn delivers_in_order_and_loses_messages_to_unreachable_nodes() {

@@ -1,0 +1,44 @@
+//! The [`Transport`] trait: delivery of encoded envelopes between named endpoints.
+
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// The coordinator's address on a transport.
+pub const COORDINATOR: &str = "coordinator";
+
+/// Why a message could not be handed over.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// Nobody listens at this address.
+    #[error("no endpoint `{0}` on the transport")]
+    Unknown(String),
+    /// The address is taken.
+    #[error("endpoint `{0}` is already open")]
+    Taken(String),
+}
+
+/// Delivery of encoded envelopes between named endpoints.
+pub trait Transport: Send + Sync + 'static {
+    /// Hands `bytes` to the endpoint `to`. Delivery is asynchronous; an `Ok` means accepted
+    /// for delivery, not received.
+    fn send(&self, to: &str, bytes: Vec<u8>) -> Result<(), TransportError>;
+    /// Opens the endpoint `name` and returns its inbox.
+    fn open(&self, name: &str) -> Result<Inbox, TransportError>;
+}
+
+/// Messages addressed to one endpoint, in the order they were sent.
+#[derive(Debug)]
+pub struct Inbox(UnboundedReceiver<Vec<u8>>);
+
+impl Inbox {
+    /// Wraps the receiving end of a channel that an implementation feeds.
+    pub fn new(receiver: UnboundedReceiver<Vec<u8>>) -> Self {
+        Self(receiver)
+    }
+}
+
+impl Inbox {
+    /// Waits for the next message; `None` once the transport is gone.
+    pub async fn recv(&mut self) -> Option<Vec<u8>> {
+        self.0.recv().await
+    }
+}

@@ -1,0 +1,13 @@
+//! How fedengine's nodes and coordinator exchange messages.
+//!
+//! One [`Transport`] trait — hand encoded envelope bytes to a named endpoint, open an
+//! endpoint's [`Inbox`] — and its implementations: [`InProcess`], the embedded default (every
+//! node in one process), and NATS for nodes on other machines. Every transport carries the
+//! same bytes (MessagePack envelopes from `fl-tensor`), so the runtime does not care which it
+//! runs on.
+
+mod base;
+mod in_process;
+
+pub use base::{COORDINATOR, Inbox, Transport, TransportError};
+pub use in_process::InProcess;
