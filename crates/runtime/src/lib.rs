@@ -12,6 +12,7 @@ mod coordinator;
 mod error;
 pub mod events;
 pub mod node;
+pub mod packager;
 pub mod results;
 mod task;
 

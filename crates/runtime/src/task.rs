@@ -19,7 +19,8 @@ use crate::coordinator::Coordinator;
 use crate::error::RuntimeError;
 use crate::events::TaskEvent;
 use crate::node::{DataSources, start_node};
-use crate::results::{FederationSummary, ResultFiles, write_results};
+use crate::packager::{Package, PackagerActor};
+use crate::results::{FederationSummary, ResultFiles};
 use fl_transport::{COORDINATOR, InProcess, Transport};
 
 /// How to run a task beyond its workflow.
@@ -260,18 +261,21 @@ async fn run(
             .map_or("-".into(), |a| format!("{:.2}%", a * 100.0))
     ));
     let _ = task_log.sync();
-    let files = write_results(
-        &out,
-        &package,
-        &best_path,
-        &labels,
-        &summary,
-        &tensorboard_dir,
-        &metrics_path,
-        &out.join("task.log"),
-    );
+    let packager = SyncArbiter::start(1, || PackagerActor);
+    let files = packager
+        .send(Package {
+            out: out.clone(),
+            package: package.clone(),
+            best_weights: best_path.clone(),
+            labels: labels.clone(),
+            summary: summary.clone(),
+            tensorboard_dir: tensorboard_dir.clone(),
+            metrics: metrics_path.clone(),
+            task_log: out.join("task.log"),
+        })
+        .await;
     let _ = fs::remove_file(&best_path);
-    let files = files?;
+    let files = files.map_err(|e| RuntimeError::Transport(e.to_string()))??;
     drop(addresses);
     Ok(TaskReport {
         summary,
