@@ -70,6 +70,20 @@ async fn run(
 ) -> Result<TaskReport, RuntimeError> {
     let out = workflow.output.clone();
     fs::create_dir_all(&out).map_err(|e| output_err(&out, e))?;
+    // A new run starts clean: the artefacts of an earlier run in the same directory (its
+    // spooled updates would otherwise be taken for this run's) are replaced.
+    for stale in ["rounds", "tensorboard"] {
+        let path = out.join(stale);
+        if path.exists() {
+            fs::remove_dir_all(&path).map_err(|e| output_err(&path, e))?;
+        }
+    }
+    for stale in ["task.log", "metrics.json"] {
+        let path = out.join(stale);
+        if path.exists() {
+            fs::remove_file(&path).map_err(|e| output_err(&path, e))?;
+        }
+    }
     let digest = workflow.digest();
     let task_id = format!("{}-{}", workflow.name, &digest[..12]);
 

@@ -77,7 +77,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReassemblyError {
     /// A chunk's bytes do not match its CRC-32.
-    #[error("message {message_id}: chunk {index} is corrupt (CRC-32 {found:08x}, expected {expected:08x})")]
+    #[error(
+        "message {message_id}: chunk {index} is corrupt (CRC-32 {found:08x}, expected {expected:08x})"
+    )]
     CorruptChunk {
         /// The message.
         message_id: String,
@@ -89,7 +91,9 @@ pub enum ReassemblyError {
         expected: u32,
     },
     /// Every chunk arrived intact, but the whole message's SHA-256 or length is wrong.
-    #[error("message {message_id}: SHA-256 or length of the reassembled message does not match (got {found_len} bytes, expected {expected_len})")]
+    #[error(
+        "message {message_id}: SHA-256 or length of the reassembled message does not match (got {found_len} bytes, expected {expected_len})"
+    )]
     DigestMismatch {
         /// The message.
         message_id: String,
@@ -196,10 +200,7 @@ impl<T> Reassembler<T> {
             outcomes.push(Outcome::Stale(token));
             return outcomes;
         }
-        if let Some(partial) = self
-            .current
-            .take_if(|p| p.message_id != meta.message_id)
-        {
+        if let Some(partial) = self.current.take_if(|p| p.message_id != meta.message_id) {
             let missing = (0..partial.count)
                 .filter(|i| !partial.chunks.contains_key(i))
                 .collect();
@@ -400,7 +401,11 @@ mod tests {
             failed.as_slice(),
             [ReassemblyError::CorruptChunk { index: 3, .. }]
         ));
-        assert_eq!(acked.len(), 10, "every chunk is discarded, none left pending");
+        assert_eq!(
+            acked.len(),
+            10,
+            "every chunk is discarded, none left pending"
+        );
     }
 
     #[test]

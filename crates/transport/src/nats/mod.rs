@@ -124,7 +124,11 @@ pub struct NatsOptions {
 
 impl NatsOptions {
     /// Options with no authentication and no TLS.
-    pub fn new(url: impl Into<String>, task: impl Into<String>, endpoint: impl Into<String>) -> Self {
+    pub fn new(
+        url: impl Into<String>,
+        task: impl Into<String>,
+        endpoint: impl Into<String>,
+    ) -> Self {
         Self {
             url: url.into(),
             task: task.into(),
@@ -164,7 +168,9 @@ pub enum NatsError {
     #[error("{0}")]
     ServerTooOld(String),
     /// The server has no JetStream, or the task's stream could not be made.
-    #[error("JetStream stream `{stream}`: {message} (is the server started with JetStream, `-js`?)")]
+    #[error(
+        "JetStream stream `{stream}`: {message} (is the server started with JetStream, `-js`?)"
+    )]
     Stream {
         /// The stream.
         stream: String,
@@ -220,7 +226,8 @@ struct Inner {
     outgoing: UnboundedSender<Outgoing>,
     enqueued: AtomicU64,
     published: watch::Receiver<u64>,
-    inbox: Mutex<Option<UnboundedSender<Vec<u8>>>>,
+    /// The open inbox, watched by the receiver task (started by the first `open`).
+    inbox: Mutex<(watch::Sender<Option<UnboundedSender<Vec<u8>>>>, bool)>,
 }
 
 impl std::fmt::Debug for NatsTransport {
@@ -286,14 +293,13 @@ impl NatsTransport {
         if let Some(ca) = &options.tls_ca {
             connect = connect.add_root_certificates(ca.clone()).require_tls(true);
         }
-        let client =
-            connect
-                .connect(options.url.as_str())
-                .await
-                .map_err(|source| NatsError::Connect {
-                    url: options.url.clone(),
-                    source,
-                })?;
+        let client = connect
+            .connect(options.url.as_str())
+            .await
+            .map_err(|source| NatsError::Connect {
+                url: options.url.clone(),
+                source,
+            })?;
         let info: ServerInfo = client.server_info();
         check_server_version(&info.version).map_err(NatsError::ServerTooOld)?;
 
@@ -351,7 +357,7 @@ impl NatsTransport {
                 outgoing,
                 enqueued: AtomicU64::new(0),
                 published,
-                inbox: Mutex::new(None),
+                inbox: Mutex::new((watch::channel(None).0, false)),
             }),
         })
     }
@@ -422,11 +428,17 @@ impl Transport for NatsTransport {
             .inbox
             .lock()
             .map_err(|_| TransportError::Taken(name.to_owned()))?;
-        if slot.as_ref().is_some_and(|s| !s.is_closed()) {
+        let (inbox, started) = &mut *slot;
+        if inbox.borrow().as_ref().is_some_and(|s| !s.is_closed()) {
             return Err(TransportError::Taken(name.to_owned()));
         }
         let (sender, receiver) = unbounded_channel();
-        *slot = Some(sender.clone());
+        inbox.send_replace(Some(sender));
+        if std::mem::replace(started, true) {
+            // The receiver task lives on (and keeps its place in the consumer): a message it
+            // pulled while no inbox was open goes to this one.
+            return Ok(Inbox::new(receiver));
+        }
         let filter = if inner.endpoint == COORDINATOR {
             format!("fedengine.{}.from.>", inner.task)
         } else {
@@ -437,7 +449,8 @@ impl Transport for NatsTransport {
             stream: stream_name(&inner.task),
             durable: inner.endpoint.clone(),
             filter,
-            inbox: sender,
+            inbox: inbox.subscribe(),
+            held: None,
             reassemblers: HashMap::new(),
         };
         inner.runtime.spawn(receiver_task.run());
@@ -604,41 +617,77 @@ struct Receiver {
     stream: String,
     durable: String,
     filter: String,
-    inbox: UnboundedSender<Vec<u8>>,
+    /// The open inbox, if any; closed when every transport clone is gone.
+    inbox: watch::Receiver<Option<UnboundedSender<Vec<u8>>>>,
+    /// A complete message whose inbox closed before it could be delivered, with its chunks.
+    held: Option<(Vec<u8>, Vec<jetstream::Message>)>,
     reassemblers: HashMap<String, Reassembler<jetstream::Message>>,
 }
 
 impl Receiver {
-    /// Feeds the inbox until it is dropped, re-creating the consumer's message stream after
-    /// errors (with backoff).
+    /// The open inbox: waits while none is open; `None` once the transport and its last
+    /// inbox are gone.
+    async fn inbox(&mut self) -> Option<UnboundedSender<Vec<u8>>> {
+        loop {
+            if let Some(inbox) = self.inbox.borrow_and_update().as_ref()
+                && !inbox.is_closed()
+            {
+                return Some(inbox.clone());
+            }
+            self.inbox.changed().await.ok()?;
+        }
+    }
+
+    /// Delivers the held message, if any; `false` when the inbox closed again.
+    async fn deliver_held(&mut self, inbox: &UnboundedSender<Vec<u8>>) -> bool {
+        if let Some((message, tokens)) = self.held.take() {
+            if let Err(returned) = inbox.send(message) {
+                self.held = Some((returned.0, tokens));
+                return false;
+            }
+            for token in tokens {
+                ack(&token, jetstream::AckKind::Ack).await;
+            }
+        }
+        true
+    }
+
+    /// Feeds the open inbox until the transport and its inbox are gone, pulling only while an
+    /// inbox is open, and re-creating the consumer's message stream after errors (with
+    /// backoff).
     async fn run(mut self) {
         let mut backoff = Backoff::new();
         loop {
-            if self.inbox.is_closed() {
+            let Some(inbox) = self.inbox().await else {
                 return;
-            }
+            };
             let messages = match self.messages().await {
                 Ok(m) => m,
                 Err(error) => {
                     tracing::warn!(durable = %self.durable, %error, "cannot open the JetStream consumer; retrying");
-                    tokio::select! {
-                        () = self.inbox.closed() => return,
-                        () = backoff.wait() => continue,
-                    }
+                    backoff.wait().await;
+                    continue;
                 }
             };
+            drop(inbox);
             let mut messages = std::pin::pin!(messages);
             let mut errors = 0;
             loop {
+                let Some(inbox) = self.inbox().await else {
+                    return;
+                };
+                if !self.deliver_held(&inbox).await {
+                    continue;
+                }
                 let next = tokio::select! {
-                    () = self.inbox.closed() => return,
+                    () = inbox.closed() => continue,
                     next = messages.next() => next,
                 };
                 match next {
                     Some(Ok(message)) => {
                         errors = 0;
                         backoff = Backoff::new();
-                        self.handle(message).await;
+                        self.handle(&inbox, message).await;
                     }
                     Some(Err(error)) => {
                         errors += 1;
@@ -650,10 +699,7 @@ impl Receiver {
                     None => break,
                 }
             }
-            tokio::select! {
-                () = self.inbox.closed() => return,
-                () = backoff.wait() => {}
-            }
+            backoff.wait().await;
         }
     }
 
@@ -687,7 +733,7 @@ impl Receiver {
             .map_err(|e| e.to_string())
     }
 
-    async fn handle(&mut self, message: jetstream::Message) {
+    async fn handle(&mut self, inbox: &UnboundedSender<Vec<u8>>, message: jetstream::Message) {
         let meta = match parse_headers(message.headers.as_ref()) {
             Ok(meta) => meta,
             Err(error) => {
@@ -711,9 +757,10 @@ impl Receiver {
                     tokens,
                 } => {
                     tracing::debug!(%subject, %message_id, bytes = message.len(), "received");
-                    if self.inbox.send(message).is_err() {
-                        // The inbox is gone: leave the chunks unacknowledged for redelivery.
-                        return;
+                    if let Err(returned) = inbox.send(message) {
+                        // Closed meanwhile: kept for the next inbox opened on this transport.
+                        self.held = Some((returned.0, tokens));
+                        continue;
                     }
                     for token in tokens {
                         ack(&token, jetstream::AckKind::Ack).await;
@@ -745,10 +792,14 @@ mod tests {
     #[test]
     fn headers_round_trip_and_are_checked() {
         let (meta, _) = chunk::split("node-1-abc-7", b"hello world", 4).remove(1);
-        let h = headers(&meta, Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
+        let h = headers(
+            &meta,
+            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        );
         assert_eq!(parse_headers(Some(&h)), Ok(meta.clone()));
         assert_eq!(
-            h.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str()),
+            h.get(async_nats::header::NATS_MESSAGE_ID)
+                .map(|v| v.as_str()),
             Some("node-1-abc-7:1")
         );
         let mut newer = h.clone();
