@@ -227,8 +227,11 @@ struct Inner {
     enqueued: AtomicU64,
     published: watch::Receiver<u64>,
     /// The open inbox, watched by the receiver task (started by the first `open`).
-    inbox: Mutex<(watch::Sender<Option<UnboundedSender<Vec<u8>>>>, bool)>,
+    inbox: Mutex<(watch::Sender<OpenInbox>, bool)>,
 }
+
+/// The sending end of the open inbox, if any.
+type OpenInbox = Option<UnboundedSender<Vec<u8>>>;
 
 impl std::fmt::Debug for NatsTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -618,7 +621,7 @@ struct Receiver {
     durable: String,
     filter: String,
     /// The open inbox, if any; closed when every transport clone is gone.
-    inbox: watch::Receiver<Option<UnboundedSender<Vec<u8>>>>,
+    inbox: watch::Receiver<OpenInbox>,
     /// A complete message whose inbox closed before it could be delivered, with its chunks.
     held: Option<(Vec<u8>, Vec<jetstream::Message>)>,
     reassemblers: HashMap<String, Reassembler<jetstream::Message>>,
@@ -796,13 +799,13 @@ mod tests {
             &meta,
             Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
         );
-        assert_eq!(parse_headers(Some(&h)), Ok(meta.clone()));
+        assert_eq!(parse_headers(Some(&h)), Ok(meta));
         assert_eq!(
             h.get(async_nats::header::NATS_MESSAGE_ID)
                 .map(|v| v.as_str()),
             Some("node-1-abc-7:1")
         );
-        let mut newer = h.clone();
+        let mut newer = h;
         newer.insert(H_SCHEMA, "2");
         assert!(parse_headers(Some(&newer)).is_err_and(|e| e.contains("Fedengine-Schema 2")));
         assert!(parse_headers(None).is_err());

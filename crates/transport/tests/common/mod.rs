@@ -25,9 +25,14 @@ impl NatsServer {
                 "FEDENGINE_NATS_SERVER is not set: run scripts/setup (it installs nats-server and \
              names it in .cargo/config.toml [env]), or set it to a nats-server 2.10+ binary",
             );
+        Self::start_binary(binary)
+    }
+
+    /// Starts the given nats-server binary like [`NatsServer::start`].
+    pub fn start_binary(binary: PathBuf) -> Self {
         assert!(
             binary.is_file(),
-            "FEDENGINE_NATS_SERVER={} is not a file",
+            "nats-server binary {} is not a file",
             binary.display()
         );
         let port = TcpListener::bind("127.0.0.1:0")
