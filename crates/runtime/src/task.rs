@@ -21,16 +21,49 @@ use crate::events::TaskEvent;
 use crate::node::{DataSources, start_node};
 use crate::packager::{Package, PackagerActor};
 use crate::results::{FederationSummary, ResultFiles};
-use fl_transport::{COORDINATOR, InProcess, Transport};
+use fl_transport::{COORDINATOR, InProcess, NatsOptions, NatsTransport, Transport};
 
 /// How to run a task beyond its workflow.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// The transport (default: a new in-process one). Tests use it to make nodes
+    /// The in-process transport to use (default: a new one). Tests use it to make nodes
     /// unreachable.
     pub transport: Option<InProcess>,
+    /// Talk through a NATS server instead: every node and the coordinator get their own
+    /// connection and identity (this template's URL and credentials; task and endpoint are
+    /// filled in). The nodes still run in this process.
+    pub nats: Option<NatsOptions>,
     /// Image decoding threads per node (default 1).
     pub workers: Option<usize>,
+}
+
+/// Hands each endpoint its transport.
+enum Endpoints {
+    /// One in-process transport shared by every endpoint.
+    Shared(Arc<dyn Transport>),
+    /// A NATS connection per endpoint.
+    Nats(NatsOptions),
+}
+
+impl Endpoints {
+    async fn connect(
+        &self,
+        task_id: &str,
+        endpoint: &str,
+    ) -> Result<Arc<dyn Transport>, RuntimeError> {
+        match self {
+            Endpoints::Shared(transport) => Ok(transport.clone()),
+            Endpoints::Nats(template) => {
+                let mut options = template.clone();
+                options.task = task_id.to_owned();
+                options.endpoint = endpoint.to_owned();
+                let transport = NatsTransport::connect(options)
+                    .await
+                    .map_err(|e| RuntimeError::Transport(e.to_string()))?;
+                Ok(Arc::new(transport))
+            }
+        }
+    }
 }
 
 /// What a finished task produced.
@@ -135,11 +168,14 @@ async fn run(
         ..TrainerOptions::default()
     };
 
-    let transport = options.transport.unwrap_or_default();
-    let inbox = transport
+    let endpoints = match options.nats {
+        Some(template) => Endpoints::Nats(template),
+        None => Endpoints::Shared(Arc::new(options.transport.unwrap_or_default())),
+    };
+    let shared = endpoints.connect(&task_id, COORDINATOR).await?;
+    let inbox = shared
         .open(COORDINATOR)
         .map_err(|e| RuntimeError::Transport(e.to_string()))?;
-    let shared: Arc<dyn Transport> = Arc::new(transport);
 
     // Nodes: the initiator, then every participant.
     let mut nodes: Vec<(String, DataSources)> = vec![(
@@ -172,6 +208,7 @@ async fn run(
     let mut addresses = Vec::new();
     for (node, sources) in &nodes {
         let log = task_log.node(node).map_err(|e| output_err(&out, e))?;
+        let node_transport = endpoints.connect(&task_id, node).await?;
         let address = start_node(
             node,
             &task_id,
@@ -179,7 +216,7 @@ async fn run(
             sources.clone(),
             &labels,
             &trainer_options,
-            shared.clone(),
+            node_transport,
             log,
         )
         .await
