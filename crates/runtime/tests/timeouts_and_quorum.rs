@@ -42,7 +42,7 @@ fn an_unreachable_participant_is_dropped_and_the_quorum_carries_the_task() {
         &workflow(dir.path(), 2),
         RunOptions {
             transport: Some(transport),
-            workers: None,
+            ..RunOptions::default()
         },
         Some(sender),
     )
@@ -117,7 +117,7 @@ fn without_the_quorum_the_task_fails_after_the_bounded_retries() {
         &workflow(dir.path(), 3),
         RunOptions {
             transport: Some(transport),
-            workers: None,
+            ..RunOptions::default()
         },
         None,
     )
