@@ -1,22 +1,12 @@
 //! `engine finetune` and `engine predict` end to end on the shipped digits data, as a user
 //! runs them (the built binary, no `LD_LIBRARY_PATH`).
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::path::Path;
+use std::process::Output;
 
-fn engine(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(args)
-        .current_dir(repo_root())
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .expect("engine runs")
-}
+use common::{engine, repo, zip_entry};
 
 fn finetune(out: &Path) -> Output {
     engine(&[
@@ -31,15 +21,6 @@ fn finetune(out: &Path) -> Output {
         "--threads",
         "1",
     ])
-}
-
-fn zip_entry(zip: &Path, name: &str) -> Vec<u8> {
-    let mut archive =
-        zip::ZipArchive::new(std::fs::File::open(zip).expect("zip")).expect("archive");
-    let mut entry = archive.by_name(name).expect("entry");
-    let mut bytes = Vec::new();
-    entry.read_to_end(&mut bytes).expect("read");
-    bytes
 }
 
 #[test]
@@ -85,8 +66,7 @@ fn finetune_reaches_90_percent_is_reproducible_and_its_result_predicts() {
     );
 
     let annotation: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(repo_root().join("datasets/digits/central/annotation.json"))
-            .expect("annotation"),
+        &std::fs::read(repo().join("datasets/digits/central/annotation.json")).expect("annotation"),
     )
     .expect("json");
     let tests = annotation["Test"].as_array().expect("test split");

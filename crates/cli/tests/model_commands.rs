@@ -1,24 +1,12 @@
 //! `engine model validate|show` as a user runs them: the built binary, with no
 //! `LD_LIBRARY_PATH`, on the shipped example package and on a broken copy of it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn engine(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(args)
-        // The binary must find libtorch by itself (rpath), not through the test runner.
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .expect("engine runs")
-}
+use common::{engine, repo};
 
 fn example() -> String {
-    repo_root().join("models/digits-cnn").display().to_string()
+    repo().join("models/digits-cnn").display().to_string()
 }
 
 #[test]
@@ -60,7 +48,7 @@ fn a_broken_package_lists_every_problem_and_fails() {
         "model.safetensors",
     ] {
         std::fs::copy(
-            repo_root().join("models/digits-cnn").join(file),
+            repo().join("models/digits-cnn").join(file),
             dir.path().join(file),
         )
         .expect("copy");

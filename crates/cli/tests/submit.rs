@@ -2,25 +2,13 @@
 //! artefact present and usable (the real TensorBoard reader included), and the same seed
 //! giving bit-identical weights.
 
+mod common;
+
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
-}
-
-fn engine(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(args)
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .expect("engine runs")
-}
+use common::{engine, repo, zip_entry};
 
 /// The shipped workflow with its output moved to `out`.
 fn shipped_workflow_into(out: &Path) -> PathBuf {
@@ -37,14 +25,6 @@ fn shipped_workflow_into(out: &Path) -> PathBuf {
     let path = out.join("fedavg.yaml");
     fs::write(&path, text).expect("write workflow");
     path
-}
-
-fn zip_entry(zip: &Path, name: &str) -> Vec<u8> {
-    let mut archive = zip::ZipArchive::new(fs::File::open(zip).expect("zip")).expect("archive");
-    let mut entry = archive.by_name(name).expect("entry");
-    let mut bytes = Vec::new();
-    entry.read_to_end(&mut bytes).expect("read");
-    bytes
 }
 
 #[test]
