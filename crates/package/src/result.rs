@@ -66,8 +66,33 @@ pub struct ResultSpec<'a> {
     pub labels: &'a [String],
     /// Keys to set in `config.json` besides `param_file`, `id2label` and `label2id`.
     pub config_updates: Map<String, Value>,
-    /// Markdown appended to the Model Card's body (the front matter is kept as written).
+    /// Markdown appended to the Model Card's body.
     pub card_appendix: Option<String>,
+    /// Sets the card's `is-federated` key (the rest of the front matter is kept as written).
+    pub federated: Option<bool>,
+}
+
+/// Sets a top-level `key: value` line of YAML front matter, replacing an existing one or
+/// appending it, and leaving every other line as written.
+fn set_front_matter_key(front_matter: &str, key: &str, value: &str) -> String {
+    let prefix = format!("{key}:");
+    let mut found = false;
+    let mut out = String::with_capacity(front_matter.len() + key.len() + value.len() + 3);
+    for line in front_matter.split_inclusive('\n') {
+        if !found && line.starts_with(&prefix) {
+            found = true;
+            out.push_str(&format!("{key}: {value}\n"));
+        } else {
+            out.push_str(line);
+        }
+    }
+    if !found {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(&format!("{key}: {value}\n"));
+    }
+    out
 }
 
 /// Writes the fine-tuned package as a zip at `out`, atomically (temporary file, fsync,
@@ -111,10 +136,15 @@ pub fn write_model_zip(spec: &ResultSpec<'_>, out: &Path) -> Result<(), ResultEr
     let config_text = serde_json::to_string_pretty(&Value::Object(config))
         .map_err(|e| io_at(out)(io::Error::other(e)))?;
 
-    let mut card = format!(
-        "---\n{}---\n{}",
-        package.card.front_matter, package.card.body
-    );
+    let front_matter = match spec.federated {
+        Some(flag) => set_front_matter_key(
+            &package.card.front_matter,
+            "is-federated",
+            &flag.to_string(),
+        ),
+        None => package.card.front_matter.clone(),
+    };
+    let mut card = format!("---\n{front_matter}---\n{}", package.card.body);
     if let Some(appendix) = &spec.card_appendix {
         if !card.ends_with('\n') {
             card.push('\n');
@@ -284,6 +314,7 @@ mod tests {
                 labels: &labels,
                 config_updates: Map::from_iter([("epochs".to_owned(), Value::from(5))]),
                 card_appendix: Some("## Fine-tuning\n\nDone.\n".into()),
+                federated: Some(true),
             },
             &zip_path,
         )
@@ -299,9 +330,26 @@ mod tests {
         assert_eq!(result.config.param_file, "model.safetensors");
         assert_eq!(result.config.raw["epochs"], 5);
         assert!(result.card.body.ends_with("## Fine-tuning\n\nDone.\n"));
-        assert_eq!(result.card.front_matter, package.card.front_matter);
+        assert!(result.card.is_federated, "is-federated is set");
+        assert_eq!(
+            result.card.front_matter,
+            format!("{}is-federated: true\n", package.card.front_matter)
+        );
         assert!(unpacked.join("docs/labels.txt").is_file());
         assert!(!unpacked.join("old.safetensors").exists());
+    }
+
+    #[test]
+    fn front_matter_keys_are_replaced_or_appended_and_nothing_else_changes() {
+        let fm = "name: a\nis-federated: false # old\ntags:\n  - is-federated: x\n";
+        assert_eq!(
+            set_front_matter_key(fm, "is-federated", "true"),
+            "name: a\nis-federated: true\ntags:\n  - is-federated: x\n"
+        );
+        assert_eq!(
+            set_front_matter_key("name: a", "is-federated", "true"),
+            "name: a\nis-federated: true\n"
+        );
     }
 
     #[test]

@@ -219,6 +219,7 @@ pub fn write_results(
         labels,
         config_updates: Map::new(),
         card_appendix: Some(card_appendix(summary)),
+        federated: Some(true),
     };
     if let Err(error) = write_model_zip(&spec, &model_zip) {
         let _ = fs::remove_file(partial_path(&model_zip));

@@ -239,7 +239,15 @@ fn write_results_gives_a_valid_model_zip_and_a_complete_report() {
         fs::read(&result.param_path).expect("weights"),
         fs::read(&package.param_path).expect("weights")
     );
-    assert_eq!(result.card.front_matter, package.card.front_matter);
+    // The front matter stays as written except that the result is marked federated.
+    assert!(result.card.is_federated);
+    assert_eq!(
+        result.card.front_matter,
+        package
+            .card
+            .front_matter
+            .replace("is-federated: false", "is-federated: true")
+    );
     let body = &result.card.body;
     assert!(body.starts_with(&package.card.body), "{body}");
     assert!(body.ends_with(&card_appendix(&summary)), "{body}");

@@ -261,6 +261,7 @@ pub fn fine_tune(
             labels: &model.labels,
             config_updates: Map::new(),
             card_appendix: Some(appendix),
+            federated: None,
         },
         &model_zip,
     );
