@@ -141,14 +141,28 @@ fn check_samples(root: PathBuf, file: PathBuf, annotations: Annotations) -> Data
     report.ignored_keys = annotations.ignored_keys;
     let labels = annotations.labels;
     let mut candidates = Vec::with_capacity(annotations.entries.len());
+    // The first listing of a file wins; later ones (within a split or in another split, where
+    // they would leak training data into validation or test) are left out and reported.
+    let mut listed: std::collections::HashMap<PathBuf, Split> = std::collections::HashMap::new();
     for entry in annotations.entries {
         match check_entry(&root, &labels, &entry) {
-            Ok((split, label, path)) => candidates.push(Candidate {
-                split,
-                label,
-                path,
-                shown: entry.path,
-            }),
+            Ok((split, _, path)) if listed.contains_key(&path) => {
+                let first = listed[&path];
+                report.skip(
+                    Some(split),
+                    SkipReason::Duplicate,
+                    format!("{} (first listed in {})", entry.path, first.name()),
+                );
+            }
+            Ok((split, label, path)) => {
+                listed.insert(path.clone(), split);
+                candidates.push(Candidate {
+                    split,
+                    label,
+                    path,
+                    shown: entry.path,
+                });
+            }
             Err((split, reason, example)) => report.skip(split, reason, example),
         }
     }

@@ -68,6 +68,9 @@ pub enum SkipReason {
     PathEscapes,
     /// (CVAT) its `subset` is missing or is not Train, Validation or Test.
     UnknownSubset,
+    /// Its file is already listed (in this split or an earlier one): a second copy would
+    /// count twice, or leak between training and test data.
+    Duplicate,
 }
 
 impl SkipReason {
@@ -83,6 +86,7 @@ impl SkipReason {
             SkipReason::UnknownSubset => {
                 "with a missing or unknown subset (accepted: Train, Validation, Test)"
             }
+            SkipReason::Duplicate => "whose file is listed more than once",
         }
     }
 }

@@ -17,11 +17,11 @@ const STRICT: OpenOptions = OpenOptions { strict: true };
 /// A dataset with one good sample per split plus `bad` samples in `split`, opened leniently
 /// and strictly. Returns the lenient result after checking that strict mode refuses it.
 fn open_with(ds: &TempDataset, split: Split, bad: Vec<serde_json::Value>) -> Dataset {
-    ds.grey("images/good.png", 4, 4, 10);
-    let good = sample("images/good.png", &["a"]);
+    let good = |s: Split| format!("images/good-{}.png", s.name());
     let mut splits = serde_json::Map::new();
     for s in Split::ALL {
-        let mut items = vec![good.clone()];
+        ds.grey(&good(s), 4, 4, 10);
+        let mut items = vec![sample(&good(s), &["a"])];
         if s == split {
             items.extend(bad.iter().cloned());
         }
@@ -34,10 +34,7 @@ fn open_with(ds: &TempDataset, split: Split, bad: Vec<serde_json::Value>) -> Dat
     let dataset = Dataset::open(&ds.dir, &LENIENT).unwrap();
     for s in Split::ALL {
         assert_eq!(dataset.split(s).len(), 1, "{s}: the good sample is kept");
-        assert_eq!(
-            dataset.split(s)[0].path,
-            canonical(&ds.dir.join("images/good.png"))
-        );
+        assert_eq!(dataset.split(s)[0].path, canonical(&ds.dir.join(good(s))));
     }
     assert_eq!(dataset.report.total_skipped(), bad.len());
     match Dataset::open(&ds.dir, &STRICT) {
@@ -147,10 +144,10 @@ fn paths_escaping_the_dataset_are_counted() {
     assert_eq!(d.report.count(Split::Train, SkipReason::PathEscapes), 5);
 
     // A link that stays inside is followed; the sample holds the real file.
-    std::os::unix::fs::symlink("good.png", ds.dir.join("images/inner.png")).unwrap();
+    std::os::unix::fs::symlink("good-Train.png", ds.dir.join("images/inner.png")).unwrap();
     ds.annotation(&json!({"labels": ["a"], "Train": [sample("images/inner.png", &["a"])]}));
     let d = Dataset::open(&ds.dir, &STRICT).unwrap();
-    assert_eq!(d.train[0].path, canonical(&ds.dir.join("images/good.png")));
+    assert_eq!(d.train[0].path, canonical(&ds.dir.join("images/good-Train.png")));
 }
 
 #[test]
@@ -266,4 +263,33 @@ fn annotation_json_is_preferred_over_cvat_xml() {
     let d = Dataset::open(&ds.dir, &LENIENT).unwrap();
     assert!(d.report.file.ends_with("annotation.json"));
     assert_eq!(d.labels, ["z"]);
+}
+
+#[test]
+fn files_listed_twice_are_counted_once_and_never_leak_into_test() {
+    let ds = TempDataset::new();
+    ds.grey("images/x.png", 4, 4, 1);
+    ds.grey("images/y.png", 4, 4, 2);
+    ds.annotation(&json!({
+        "labels": ["a", "b"],
+        "Train": [sample("images/x.png", &["a"]), sample("./images/x.png", &["a"]), sample("images/y.png", &["b"])],
+        "Test": [sample("images/x.png", &["a"])],
+    }));
+    let dataset = Dataset::open(&ds.dir, &LENIENT).unwrap();
+    assert_eq!(dataset.train.len(), 2);
+    assert!(
+        dataset.test.is_empty(),
+        "the Train image does not count as a Test image"
+    );
+    assert_eq!(dataset.report.count(Split::Train, SkipReason::Duplicate), 1);
+    assert_eq!(dataset.report.count(Split::Test, SkipReason::Duplicate), 1);
+    let shown = dataset.report.to_string();
+    assert!(
+        shown.contains("images/x.png (first listed in Train)"),
+        "{shown}"
+    );
+    assert!(matches!(
+        Dataset::open(&ds.dir, &STRICT),
+        Err(DataError::Rejected { skipped: 2, .. })
+    ));
 }
