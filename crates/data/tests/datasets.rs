@@ -147,7 +147,10 @@ fn paths_escaping_the_dataset_are_counted() {
     std::os::unix::fs::symlink("good-Train.png", ds.dir.join("images/inner.png")).unwrap();
     ds.annotation(&json!({"labels": ["a"], "Train": [sample("images/inner.png", &["a"])]}));
     let d = Dataset::open(&ds.dir, &STRICT).unwrap();
-    assert_eq!(d.train[0].path, canonical(&ds.dir.join("images/good-Train.png")));
+    assert_eq!(
+        d.train[0].path,
+        canonical(&ds.dir.join("images/good-Train.png"))
+    );
 }
 
 #[test]

@@ -59,12 +59,15 @@
 //! # Connection
 //!
 //! [`NatsOptions`]: URL, optional user and password or credentials file, optional TLS CA
-//! (which also requires TLS), a connection name (default `fedengine-T-N`). The client
+//! (which also requires TLS), a connection name (default `fedengine-T-N`). Replies (API
+//! responses, publish acks, pulled chunks) come to the inbox prefix `_INBOX.fedengine.T.N`,
+//! so that [`permissions`] can let each endpoint read its own replies only. The client
 //! reconnects forever with its default backoff; servers older than 2.10 are refused with an
 //! error naming the version found (2.9 ignores consumer and stream options silently and its
 //! key-value responses do not parse with async-nats 0.51).
 
 pub mod chunk;
+pub mod permissions;
 mod version;
 
 use std::collections::{HashMap, VecDeque};
@@ -263,6 +266,9 @@ impl NatsTransport {
                     .unwrap_or_else(|| format!("fedengine-{task}-{endpoint}")),
             )
             .max_reconnects(None)
+            // Replies come to this endpoint's own inbox prefix, which NATS permissions can
+            // give to it alone (see `permissions`).
+            .custom_inbox_prefix(permissions::inbox_prefix(&task, &endpoint))
             .event_callback({
                 let endpoint = endpoint.clone();
                 move |event| {

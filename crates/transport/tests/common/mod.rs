@@ -14,6 +14,8 @@ pub struct NatsServer {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// A configuration file passed with `-c` (command-line options still win).
+    config: Option<PathBuf>,
 }
 
 impl NatsServer {
@@ -26,6 +28,20 @@ impl NatsServer {
              names it in .cargo/config.toml [env]), or set it to a nats-server 2.10+ binary",
             );
         Self::start_binary(binary)
+    }
+
+    /// Like [`NatsServer::start`], with `config` (a nats-server configuration) in a file
+    /// given with `-c`; address, port, JetStream and store directory come from the command
+    /// line as usual.
+    #[allow(dead_code)]
+    pub fn start_with_config(config: &str) -> Self {
+        let mut server = Self::start();
+        server.stop();
+        let path = server.dir.path().join("server.conf");
+        std::fs::write(&path, config).expect("writing the server configuration");
+        server.config = Some(path);
+        server.restart();
+        server
     }
 
     /// Starts the given nats-server binary like [`NatsServer::start`].
@@ -45,6 +61,7 @@ impl NatsServer {
             port,
             dir,
             child: None,
+            config: None,
         };
         server.restart();
         server
@@ -81,6 +98,11 @@ impl NatsServer {
                 "-sd",
             ])
             .arg(self.dir.path().join("store"))
+            .args(
+                self.config
+                    .iter()
+                    .flat_map(|c| [std::ffi::OsStr::new("-c"), c.as_os_str()]),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
