@@ -10,7 +10,7 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
-use fl_telemetry::{EventWriter, MetricsFile, NodeLog, RoundMetrics, wall_time_now};
+use fl_telemetry::NodeLog;
 use fl_tensor::{Body, Envelope, Metrics, Split, TensorSet, Weighting};
 use fl_workflow::{StoppingMetric, Workflow};
 
@@ -18,7 +18,9 @@ use crate::aggregator::{AggregatorActor, BeginRound, Finish, Offer};
 use crate::error::RuntimeError;
 use crate::events::TaskEvent;
 use crate::node::send;
+use crate::recorder::Recorder;
 use crate::results::{ParticipantSummary, RoundSummary};
+use crate::stopping::Stopping;
 use fl_transport::{COORDINATOR, Inbox, Transport};
 
 /// What the rounds produced, for the Packager.
@@ -33,51 +35,6 @@ pub(crate) struct Outcome {
     pub stopped_early: bool,
 }
 
-/// Early-stopping bookkeeping: the best score and how many validated rounds since.
-#[derive(Debug)]
-pub(crate) struct Stopping {
-    metric: StoppingMetric,
-    patience: u32,
-    best: Option<f64>,
-    since_best: u32,
-}
-
-impl Stopping {
-    pub(crate) fn new(metric: StoppingMetric, patience: u32) -> Self {
-        Self {
-            metric,
-            patience,
-            best: None,
-            since_best: 0,
-        }
-    }
-
-    /// Records a round's validation metrics; returns whether it is the best so far.
-    pub(crate) fn observe(&mut self, metrics: &Metrics) -> bool {
-        let score = match self.metric {
-            StoppingMetric::ValidationAccuracy => metrics.accuracy,
-            StoppingMetric::ValidationLoss => metrics.loss.map(|l| -l),
-        };
-        let Some(score) = score.filter(|s| s.is_finite()) else {
-            self.since_best += 1;
-            return false;
-        };
-        if self.best.is_none_or(|best| score > best) {
-            self.best = Some(score);
-            self.since_best = 0;
-            true
-        } else {
-            self.since_best += 1;
-            false
-        }
-    }
-
-    /// Whether patience ran out.
-    pub(crate) fn should_stop(&self) -> bool {
-        self.since_best >= self.patience
-    }
-}
-
 /// Runs the rounds of a task.
 pub(crate) struct Coordinator {
     pub workflow: Workflow,
@@ -88,8 +45,7 @@ pub(crate) struct Coordinator {
     pub events: Option<Sender<TaskEvent>>,
     pub log: NodeLog,
     pub out: PathBuf,
-    pub metrics: MetricsFile,
-    pub tensorboard: BTreeMap<String, EventWriter>,
+    pub recorder: Recorder,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -332,7 +288,7 @@ impl Coordinator {
                                         .get(crate::node::TRAIN_SECONDS)
                                         .copied(),
                                 });
-                                self.record_training(round, &sender, &accepted.metrics, accepted.samples)?;
+                                self.recorder.training(round, &sender, &accepted.metrics, accepted.samples)?;
                                 if let Some(loss) = accepted.metrics.loss {
                                     losses.push((accepted.samples, loss));
                                 }
@@ -452,76 +408,6 @@ impl Coordinator {
         unreachable!("the last attempt returns")
     }
 
-    fn record_training(
-        &mut self,
-        round: u64,
-        node: &str,
-        metrics: &Metrics,
-        samples: u64,
-    ) -> Result<(), RuntimeError> {
-        let mut record = RoundMetrics::new(round as u32, node);
-        record.samples = samples;
-        record.train_loss = metrics.loss;
-        record.train_accuracy = metrics.accuracy;
-        self.metrics
-            .insert(record)
-            .map_err(|e| RuntimeError::Output {
-                path: self.out.join("metrics.json"),
-                message: e.to_string(),
-            })?;
-        let scalars: Vec<(&str, f32)> = [
-            ("train/loss", metrics.loss),
-            ("train/accuracy", metrics.accuracy),
-        ]
-        .into_iter()
-        .filter_map(|(tag, v)| v.map(|v| (tag, v as f32)))
-        .collect();
-        if let Some(writer) = self.tensorboard.get_mut(node) {
-            let _ = writer.add_scalars(round as i64, &scalars, wall_time_now());
-            let _ = writer.flush();
-        }
-        Ok(())
-    }
-
-    fn record_evaluation(
-        &mut self,
-        round: u64,
-        validation: Option<&Metrics>,
-        test: Option<&Metrics>,
-        seconds: f64,
-    ) -> Result<(), RuntimeError> {
-        let node = self.workflow.initiator.node.clone();
-        let mut record = RoundMetrics::new(round as u32, node.as_str());
-        record.validation_loss = validation.and_then(|m| m.loss);
-        record.validation_accuracy = validation.and_then(|m| m.accuracy);
-        record.test_loss = test.and_then(|m| m.loss);
-        record.test_accuracy = test.and_then(|m| m.accuracy);
-        record.duration_seconds = seconds;
-        self.metrics
-            .insert(record)
-            .map_err(|e| RuntimeError::Output {
-                path: self.out.join("metrics.json"),
-                message: e.to_string(),
-            })?;
-        let mut scalars = Vec::new();
-        for (prefix, m) in [("validation", validation), ("test", test)] {
-            if let Some(m) = m {
-                if let Some(loss) = m.loss {
-                    scalars.push((format!("{prefix}/loss"), loss as f32));
-                }
-                if let Some(accuracy) = m.accuracy {
-                    scalars.push((format!("{prefix}/accuracy"), accuracy as f32));
-                }
-            }
-        }
-        let scalars: Vec<(&str, f32)> = scalars.iter().map(|(t, v)| (t.as_str(), *v)).collect();
-        if let Some(writer) = self.tensorboard.get_mut(&node) {
-            let _ = writer.add_scalars(round as i64, &scalars, wall_time_now());
-            let _ = writer.flush();
-        }
-        Ok(())
-    }
-
     /// Runs every round from `initial`; returns what the Packager needs.
     pub(crate) async fn run(
         &mut self,
@@ -573,7 +459,13 @@ impl Coordinator {
             if improved {
                 best = (global.as_ref().clone(), round, validation.clone());
             }
-            self.record_evaluation(round, validation.as_ref(), test.as_ref(), summary.seconds)?;
+            self.recorder.evaluation(
+                round,
+                &self.workflow.initiator.node,
+                validation.as_ref(),
+                test.as_ref(),
+                summary.seconds,
+            )?;
             self.log.info(format!(
                 "round {round}: {} update(s) aggregated{}{}{}",
                 summary.participants.len(),
@@ -646,36 +538,5 @@ impl Coordinator {
             participants,
             stopped_early,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn accuracy(a: f64) -> Metrics {
-        Metrics {
-            accuracy: Some(a),
-            loss: Some(1.0 - a),
-            ..Metrics::default()
-        }
-    }
-
-    #[test]
-    fn early_stopping_counts_rounds_without_improvement() {
-        let mut s = Stopping::new(StoppingMetric::ValidationAccuracy, 2);
-        assert!(s.observe(&accuracy(0.5)));
-        assert!(!s.observe(&accuracy(0.5)), "a tie is no improvement");
-        assert!(!s.should_stop());
-        assert!(!s.observe(&accuracy(0.4)));
-        assert!(s.should_stop());
-        assert!(s.observe(&accuracy(0.6)));
-        assert!(!s.should_stop());
-
-        let mut by_loss = Stopping::new(StoppingMetric::ValidationLoss, 1);
-        assert!(by_loss.observe(&accuracy(0.5)));
-        assert!(by_loss.observe(&accuracy(0.7)), "lower loss is better");
-        assert!(!by_loss.observe(&accuracy(0.6)));
-        assert!(by_loss.should_stop());
     }
 }

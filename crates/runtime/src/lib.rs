@@ -13,7 +13,9 @@ mod error;
 pub mod events;
 pub mod node;
 pub mod packager;
+mod recorder;
 pub mod results;
+mod stopping;
 mod task;
 
 pub use error::RuntimeError;

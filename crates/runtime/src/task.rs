@@ -1,7 +1,6 @@
 //! Running a workflow embedded: every node in this process over the in-process transport,
 //! from check-in to the result files.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,7 +9,7 @@ use std::sync::mpsc::Sender;
 use actix::SyncArbiter;
 use fl_data::{Dataset, OpenOptions};
 use fl_package::{ModelPackage, extract_model_zip, inspect_package};
-use fl_telemetry::{EventWriter, MetricsFile, TaskLog};
+use fl_telemetry::TaskLog;
 use fl_torch::{Classifier, TrainerOptions, WeightExchange, from_tensor_set, write_safetensors};
 use fl_workflow::Workflow;
 
@@ -20,6 +19,7 @@ use crate::error::RuntimeError;
 use crate::events::TaskEvent;
 use crate::node::{DataSources, start_node};
 use crate::packager::{Package, PackagerActor};
+use crate::recorder::Recorder;
 use crate::results::{FederationSummary, ResultFiles};
 use fl_transport::{COORDINATOR, InProcess, NatsOptions, NatsTransport, Transport};
 
@@ -242,14 +242,12 @@ async fn run(
     };
 
     let tensorboard_dir = out.join("tensorboard");
-    let mut tensorboard = BTreeMap::new();
-    for (node, _) in &nodes {
-        let writer = EventWriter::create(&tensorboard_dir, Some(node))
-            .map_err(|e| output_err(&tensorboard_dir, e))?;
-        tensorboard.insert(node.clone(), writer);
-    }
     let metrics_path = out.join("metrics.json");
-    let metrics = MetricsFile::create(&metrics_path).map_err(|e| output_err(&metrics_path, e))?;
+    let recorder = Recorder::create(
+        &metrics_path,
+        &tensorboard_dir,
+        nodes.iter().map(|(n, _)| n),
+    )?;
     let mut coordinator = Coordinator {
         workflow: workflow.clone(),
         task_id: task_id.clone(),
@@ -259,16 +257,12 @@ async fn run(
         events,
         log: coordinator_log.clone(),
         out: out.clone(),
-        metrics,
-        tensorboard,
+        recorder,
     };
     let node_ids: Vec<String> = nodes.iter().map(|(n, _)| n.clone()).collect();
     let samples = coordinator.check_in(&node_ids).await?;
     let outcome = coordinator.run(initial, &samples).await;
-    let tensorboard = std::mem::take(&mut coordinator.tensorboard);
-    for (_, writer) in tensorboard {
-        let _ = writer.close();
-    }
+    coordinator.recorder.close();
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(error) => {
