@@ -1,10 +1,13 @@
 //! Param files against real PyTorch: fixtures written by `fixtures/make_fixtures.py`, and
 //! Python run through `FEDENGINE_PYTHON` (set by the generated `.cargo/config.toml`).
 
+mod common;
+
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use common::{fixtures, max_abs_diff, python, tensor};
 use fl_package::ParamFormat;
 use fl_torch::{
     ParamError, ResNetDepth, load_strict, named_tensors, read_param_file, read_params, resnet,
@@ -12,20 +15,6 @@ use fl_torch::{
 };
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn python() -> String {
-    std::env::var("FEDENGINE_PYTHON")
-        .ok()
-        .or_else(|| option_env!("FEDENGINE_PYTHON").map(String::from))
-        .expect(
-            "FEDENGINE_PYTHON is not set: run ./scripts/setup, which writes it into \
-             .cargo/config.toml, or point it at a Python with torch, torchvision and safetensors",
-        )
-}
 
 /// Runs `make_fixtures.py` with `args`; returns its stdout.
 fn make_fixtures(args: &[&str]) -> String {
@@ -40,23 +29,6 @@ fn make_fixtures(args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).expect("utf-8 output")
-}
-
-fn tensor(tensors: &[(String, Tensor)], name: &str) -> Tensor {
-    tensors
-        .iter()
-        .find(|(n, _)| n == name)
-        .unwrap_or_else(|| panic!("no tensor `{name}`"))
-        .1
-        .shallow_clone()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.size(), b.size());
-    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
-        .abs()
-        .max()
-        .double_value(&[])
 }
 
 #[test]

@@ -2,10 +2,13 @@
 //! `fixtures/make_torchscript_fixtures.py`, Python run through `FEDENGINE_PYTHON`, and the
 //! example package through the `engine` binary is in `crates/cli/tests/torchscript_package.rs`.
 
+mod common;
+
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use common::{fixtures, max_abs_diff, python, tensor};
 use fl_package::ModelPackage;
 use fl_torch::torchscript::BUFFERS_METHOD;
 use fl_torch::{
@@ -13,20 +16,6 @@ use fl_torch::{
     write_safetensors,
 };
 use tch::{Device, Kind, Tensor};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn python() -> String {
-    std::env::var("FEDENGINE_PYTHON")
-        .ok()
-        .or_else(|| option_env!("FEDENGINE_PYTHON").map(String::from))
-        .expect(
-            "FEDENGINE_PYTHON is not set: run ./scripts/setup, which writes it into \
-             .cargo/config.toml, or point it at a Python with torch and safetensors",
-        )
-}
 
 const CARD: &str = "---\nname: scripted-fixture\ntasks:\n  - image-classification\n\
     license: Apache-2.0\nframework: PyTorch\nauthor: fedengine tests\n---\n\n# Fixture\n";
@@ -95,23 +84,6 @@ fn labels() -> Vec<String> {
 
 fn io() -> Vec<(String, Tensor)> {
     read_params(fixtures().join("scripted_cnn_io.safetensors")).expect("io fixture")
-}
-
-fn tensor(tensors: &[(String, Tensor)], name: &str) -> Tensor {
-    tensors
-        .iter()
-        .find(|(n, _)| n == name)
-        .unwrap_or_else(|| panic!("no tensor `{name}`"))
-        .1
-        .shallow_clone()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.size(), b.size());
-    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
-        .abs()
-        .max()
-        .double_value(&[])
 }
 
 fn eval_logits(model: &Classifier, xs: &Tensor) -> Tensor {

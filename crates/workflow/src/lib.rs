@@ -19,6 +19,7 @@
 //! ([`Workflow::digest`]). [`json_schema`] describes the same types for editors;
 //! [`accepted_keys`] lists every key path the parser accepts.
 
+mod check;
 mod duration;
 mod error;
 mod keys;
