@@ -67,150 +67,29 @@
 //! key-value responses do not parse with async-nats 0.51).
 
 pub mod chunk;
+mod headers;
+mod options;
 pub mod permissions;
+mod publisher;
+mod receiver;
 mod version;
 
-use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer, stream};
-use async_nats::{HeaderMap, ServerInfo};
-use futures_util::StreamExt as _;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use async_nats::ServerInfo;
+use async_nats::jetstream::{self, stream};
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::sync::watch;
 
+pub use self::headers::{HEADROOM, SCHEMA};
+use self::options::valid_name;
+pub use self::options::{NatsError, NatsOptions, from_subject, stream_name, to_subject};
+use self::publisher::{Outgoing, Publisher};
+use self::receiver::{OpenInbox, Receiver};
 pub use self::version::{MIN_SERVER_VERSION, check_server_version, parse_version};
 use crate::base::{COORDINATOR, Inbox, Transport, TransportError};
-use chunk::{ChunkMeta, Outcome, Reassembler};
-
-/// The transport's chunk format version, sent as `Fedengine-Schema`.
-pub const SCHEMA: &str = "1";
-/// Bytes of `max_payload` kept for headers.
-pub const HEADROOM: usize = 16 * 1024;
-/// Unacknowledged chunk publishes in flight per message.
-const WINDOW: usize = 8;
-/// Chunks a receiver fetches per pull request.
-const FETCH: usize = 16;
-
-const H_SCHEMA: &str = "Fedengine-Schema";
-const H_ID: &str = "Fedengine-Message-Id";
-const H_INDEX: &str = "Fedengine-Chunk-Index";
-const H_COUNT: &str = "Fedengine-Chunk-Count";
-const H_CRC: &str = "Fedengine-Chunk-Crc32";
-const H_SIZE: &str = "Fedengine-Message-Size";
-const H_SHA: &str = "Fedengine-Message-Sha256";
-const H_TRACE: &str = "traceparent";
-
-/// How to reach the server and who this transport is.
-#[derive(Debug, Clone)]
-pub struct NatsOptions {
-    /// Server URL(s), e.g. `nats://127.0.0.1:4222` (comma-separated for several).
-    pub url: String,
-    /// The task id (a subject token).
-    pub task: String,
-    /// The local endpoint: a node id or [`COORDINATOR`].
-    pub endpoint: String,
-    /// User and password.
-    pub user_password: Option<(String, String)>,
-    /// A `.creds` file (JWT and NKey seed).
-    pub credentials_file: Option<PathBuf>,
-    /// A PEM file of CA certificates to trust; setting it requires TLS.
-    pub tls_ca: Option<PathBuf>,
-    /// The connection's name as the server shows it; default `fedengine-<task>-<endpoint>`.
-    pub connection_name: Option<String>,
-    /// An upper bound on chunk size below the server's limit (tests use it to get many chunks).
-    pub max_chunk: Option<usize>,
-}
-
-impl NatsOptions {
-    /// Options with no authentication and no TLS.
-    pub fn new(
-        url: impl Into<String>,
-        task: impl Into<String>,
-        endpoint: impl Into<String>,
-    ) -> Self {
-        Self {
-            url: url.into(),
-            task: task.into(),
-            endpoint: endpoint.into(),
-            user_password: None,
-            credentials_file: None,
-            tls_ca: None,
-            connection_name: None,
-            max_chunk: None,
-        }
-    }
-}
-
-/// Why a NATS transport could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum NatsError {
-    /// A task or node id that cannot be a subject token.
-    #[error("`{0}` is not a valid task or node id for NATS (use letters, digits, `-` and `_`)")]
-    InvalidName(String),
-    /// The credentials file could not be read.
-    #[error("reading NATS credentials file {path}: {source}")]
-    Credentials {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// No connection.
-    #[error("connecting to NATS at {url}: {source}")]
-    Connect {
-        /// The URL.
-        url: String,
-        /// Why.
-        source: async_nats::ConnectError,
-    },
-    /// The server is older than [`MIN_SERVER_VERSION`].
-    #[error("{0}")]
-    ServerTooOld(String),
-    /// The server has no JetStream, or the task's stream could not be made.
-    #[error(
-        "JetStream stream `{stream}`: {message} (is the server started with JetStream, `-js`?)"
-    )]
-    Stream {
-        /// The stream.
-        stream: String,
-        /// Why.
-        message: String,
-    },
-}
-
-/// Whether `name` can be a subject token and consumer name.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// Subject of messages from the coordinator to `node`.
-pub fn to_subject(task: &str, node: &str) -> String {
-    format!("fedengine.{task}.to.{node}")
-}
-
-/// Subject of messages from `node` to the coordinator.
-pub fn from_subject(task: &str, node: &str) -> String {
-    format!("fedengine.{task}.from.{node}")
-}
-
-/// The task's stream name.
-pub fn stream_name(task: &str) -> String {
-    format!("fedengine-{task}")
-}
-
-#[derive(Debug)]
-struct Outgoing {
-    subject: String,
-    bytes: Vec<u8>,
-    traceparent: Option<String>,
-}
 
 /// The NATS [`Transport`] (see the module docs). Cheap to clone; the publisher stops after
 /// the last clone is dropped and every queued message is published.
@@ -232,9 +111,6 @@ struct Inner {
     /// The open inbox, watched by the receiver task (started by the first `open`).
     inbox: Mutex<(watch::Sender<OpenInbox>, bool)>,
 }
-
-/// The sending end of the open inbox, if any.
-type OpenInbox = Option<UnboundedSender<Vec<u8>>>;
 
 impl std::fmt::Debug for NatsTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -341,18 +217,7 @@ impl NatsTransport {
 
         let (outgoing, queue) = unbounded_channel();
         let (published_tx, published) = watch::channel(0);
-        let publisher = Publisher {
-            jetstream: jetstream.clone(),
-            chunk_size,
-            id_prefix: format!(
-                "{endpoint}-{:x}-{:x}",
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos()),
-                std::process::id()
-            ),
-            sequence: 0,
-        };
+        let publisher = Publisher::new(jetstream.clone(), chunk_size, &endpoint);
         let runtime = tokio::runtime::Handle::current();
         runtime.spawn(publisher.run(queue, published_tx));
         Ok(Self {
@@ -453,378 +318,14 @@ impl Transport for NatsTransport {
         } else {
             to_subject(&inner.task, &inner.endpoint)
         };
-        let receiver_task = Receiver {
-            jetstream: inner.jetstream.clone(),
-            stream: stream_name(&inner.task),
-            durable: inner.endpoint.clone(),
+        let receiver_task = Receiver::new(
+            inner.jetstream.clone(),
+            stream_name(&inner.task),
+            inner.endpoint.clone(),
             filter,
-            inbox: inbox.subscribe(),
-            held: None,
-            reassemblers: HashMap::new(),
-        };
+            inbox.subscribe(),
+        );
         inner.runtime.spawn(receiver_task.run());
         Ok(Inbox::new(receiver))
-    }
-}
-
-/// Exponential backoff for retries: 100 ms doubling to 5 s.
-#[derive(Debug)]
-struct Backoff(Duration);
-
-impl Backoff {
-    fn new() -> Self {
-        Self(Duration::from_millis(100))
-    }
-    async fn wait(&mut self) {
-        tokio::time::sleep(self.0).await;
-        self.0 = (self.0 * 2).min(Duration::from_secs(5));
-    }
-}
-
-struct Publisher {
-    jetstream: jetstream::Context,
-    chunk_size: usize,
-    id_prefix: String,
-    sequence: u64,
-}
-
-impl Publisher {
-    async fn run(mut self, mut queue: UnboundedReceiver<Outgoing>, published: watch::Sender<u64>) {
-        while let Some(message) = queue.recv().await {
-            self.sequence += 1;
-            let id = format!("{}-{}", self.id_prefix, self.sequence);
-            self.publish(&id, &message).await;
-            published.send_modify(|p| *p += 1);
-        }
-    }
-
-    /// Publishes every chunk of `message` until each publish is acknowledged.
-    async fn publish(&self, id: &str, message: &Outgoing) {
-        let parts = chunk::split(id, &message.bytes, self.chunk_size);
-        let mut in_flight = VecDeque::new();
-        for (meta, range) in &parts {
-            if in_flight.len() >= WINDOW
-                && let Some((meta, range, ack)) = in_flight.pop_front()
-            {
-                self.settle(message, meta, range, ack).await;
-            }
-            let ack = self.try_publish(message, meta, range.clone()).await;
-            in_flight.push_back((meta, range.clone(), ack));
-        }
-        while let Some((meta, range, ack)) = in_flight.pop_front() {
-            self.settle(message, meta, range, ack).await;
-        }
-        tracing::debug!(id, subject = %message.subject, chunks = parts.len(), bytes = message.bytes.len(), "published");
-    }
-
-    async fn try_publish(
-        &self,
-        message: &Outgoing,
-        meta: &ChunkMeta,
-        range: std::ops::Range<usize>,
-    ) -> Option<jetstream::context::PublishAckFuture> {
-        let payload = message.bytes[range].to_vec();
-        match self
-            .jetstream
-            .publish_with_headers(
-                message.subject.clone(),
-                headers(meta, message.traceparent.as_deref()),
-                payload.into(),
-            )
-            .await
-        {
-            Ok(ack) => Some(ack),
-            Err(error) => {
-                tracing::warn!(id = %meta.message_id, chunk = meta.index, %error, "publish failed; retrying");
-                None
-            }
-        }
-    }
-
-    /// Awaits a chunk's publish ack; on failure re-publishes it (same `Nats-Msg-Id`) with
-    /// backoff until the server acknowledges it.
-    async fn settle(
-        &self,
-        message: &Outgoing,
-        meta: &ChunkMeta,
-        range: std::ops::Range<usize>,
-        mut ack: Option<jetstream::context::PublishAckFuture>,
-    ) {
-        let mut backoff = Backoff::new();
-        loop {
-            if let Some(pending) = ack.take() {
-                match pending.await {
-                    Ok(_) => return,
-                    Err(error) => {
-                        tracing::warn!(id = %meta.message_id, chunk = meta.index, %error, "publish not acknowledged; retrying");
-                    }
-                }
-                backoff.wait().await;
-            }
-            ack = self.try_publish(message, meta, range.clone()).await;
-            if ack.is_none() {
-                backoff.wait().await;
-            }
-        }
-    }
-}
-
-/// The headers of one chunk.
-fn headers(meta: &ChunkMeta, traceparent: Option<&str>) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert(H_SCHEMA, SCHEMA);
-    h.insert(
-        async_nats::header::NATS_MESSAGE_ID,
-        format!("{}:{}", meta.message_id, meta.index),
-    );
-    h.insert(H_ID, meta.message_id.as_str());
-    h.insert(H_INDEX, meta.index.to_string());
-    h.insert(H_COUNT, meta.count.to_string());
-    h.insert(H_CRC, format!("{:08x}", meta.crc32));
-    h.insert(H_SIZE, meta.total_len.to_string());
-    h.insert(H_SHA, meta.sha256.as_str());
-    if let Some(t) = traceparent {
-        h.insert(H_TRACE, t);
-    }
-    h
-}
-
-/// Reads a chunk's [`ChunkMeta`] from its headers.
-fn parse_headers(h: Option<&HeaderMap>) -> Result<ChunkMeta, String> {
-    let h = h.ok_or("no headers")?;
-    let get = |name: &str| {
-        h.get(name)
-            .map(|v| v.as_str().to_owned())
-            .ok_or_else(|| format!("no {name} header"))
-    };
-    let schema = get(H_SCHEMA)?;
-    if schema != SCHEMA {
-        return Err(format!(
-            "{H_SCHEMA} {schema} is not {SCHEMA}: the sender runs another engine version (upgrade the older one)"
-        ));
-    }
-    let number = |name: &str| -> Result<u64, String> {
-        get(name)?
-            .parse()
-            .map_err(|_| format!("{name} is not a number"))
-    };
-    let index = u32::try_from(number(H_INDEX)?).map_err(|_| "chunk index too large")?;
-    let count = u32::try_from(number(H_COUNT)?).map_err(|_| "chunk count too large")?;
-    let crc32 = u32::from_str_radix(&get(H_CRC)?, 16).map_err(|_| format!("bad {H_CRC}"))?;
-    Ok(ChunkMeta {
-        message_id: get(H_ID)?,
-        index,
-        count,
-        crc32,
-        total_len: number(H_SIZE)?,
-        sha256: get(H_SHA)?,
-    })
-}
-
-struct Receiver {
-    jetstream: jetstream::Context,
-    stream: String,
-    durable: String,
-    filter: String,
-    /// The open inbox, if any; closed when every transport clone is gone.
-    inbox: watch::Receiver<OpenInbox>,
-    /// A complete message whose inbox closed before it could be delivered, with its chunks.
-    held: Option<(Vec<u8>, Vec<jetstream::Message>)>,
-    reassemblers: HashMap<String, Reassembler<jetstream::Message>>,
-}
-
-impl Receiver {
-    /// The open inbox: waits while none is open; `None` once the transport and its last
-    /// inbox are gone.
-    async fn inbox(&mut self) -> Option<UnboundedSender<Vec<u8>>> {
-        loop {
-            if let Some(inbox) = self.inbox.borrow_and_update().as_ref()
-                && !inbox.is_closed()
-            {
-                return Some(inbox.clone());
-            }
-            self.inbox.changed().await.ok()?;
-        }
-    }
-
-    /// Delivers the held message, if any; `false` when the inbox closed again.
-    async fn deliver_held(&mut self, inbox: &UnboundedSender<Vec<u8>>) -> bool {
-        if let Some((message, tokens)) = self.held.take() {
-            if let Err(returned) = inbox.send(message) {
-                self.held = Some((returned.0, tokens));
-                return false;
-            }
-            for token in tokens {
-                ack(&token, jetstream::AckKind::Ack).await;
-            }
-        }
-        true
-    }
-
-    /// Feeds the open inbox until the transport and its inbox are gone, pulling only while an
-    /// inbox is open, and re-creating the consumer's message stream after errors (with
-    /// backoff).
-    async fn run(mut self) {
-        let mut backoff = Backoff::new();
-        loop {
-            let Some(inbox) = self.inbox().await else {
-                return;
-            };
-            let messages = match self.messages().await {
-                Ok(m) => m,
-                Err(error) => {
-                    tracing::warn!(durable = %self.durable, %error, "cannot open the JetStream consumer; retrying");
-                    backoff.wait().await;
-                    continue;
-                }
-            };
-            drop(inbox);
-            let mut messages = std::pin::pin!(messages);
-            let mut errors = 0;
-            loop {
-                let Some(inbox) = self.inbox().await else {
-                    return;
-                };
-                if !self.deliver_held(&inbox).await {
-                    continue;
-                }
-                let next = tokio::select! {
-                    () = inbox.closed() => continue,
-                    next = messages.next() => next,
-                };
-                match next {
-                    Some(Ok(message)) => {
-                        errors = 0;
-                        backoff = Backoff::new();
-                        self.handle(&inbox, message).await;
-                    }
-                    Some(Err(error)) => {
-                        errors += 1;
-                        tracing::warn!(durable = %self.durable, %error, "JetStream consumer error");
-                        if errors >= 5 {
-                            break;
-                        }
-                    }
-                    None => break,
-                }
-            }
-            backoff.wait().await;
-        }
-    }
-
-    async fn messages(&self) -> Result<consumer::pull::Stream, String> {
-        let stream = self
-            .jetstream
-            .get_stream(&self.stream)
-            .await
-            .map_err(|e| e.to_string())?;
-        let consumer = stream
-            .get_or_create_consumer(
-                &self.durable,
-                consumer::pull::Config {
-                    durable_name: Some(self.durable.clone()),
-                    filter_subject: self.filter.clone(),
-                    deliver_policy: consumer::DeliverPolicy::All,
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: Duration::from_secs(120),
-                    max_ack_pending: 10_000,
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        consumer
-            .stream()
-            .max_messages_per_batch(FETCH)
-            .heartbeat(Duration::from_secs(15))
-            .messages()
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    async fn handle(&mut self, inbox: &UnboundedSender<Vec<u8>>, message: jetstream::Message) {
-        let meta = match parse_headers(message.headers.as_ref()) {
-            Ok(meta) => meta,
-            Err(error) => {
-                tracing::error!(subject = %message.subject, %error, "discarding a message that is not a fedengine chunk");
-                ack(&message, jetstream::AckKind::Term).await;
-                return;
-            }
-        };
-        let reassembler = self
-            .reassemblers
-            .entry(message.subject.to_string())
-            .or_default();
-        let payload = message.payload.clone();
-        let subject = message.subject.to_string();
-        for outcome in reassembler.push(meta, &payload, message) {
-            match outcome {
-                Outcome::Pending => {}
-                Outcome::Complete {
-                    message_id,
-                    message,
-                    tokens,
-                } => {
-                    tracing::debug!(%subject, %message_id, bytes = message.len(), "received");
-                    if let Err(returned) = inbox.send(message) {
-                        // Closed meanwhile: kept for the next inbox opened on this transport.
-                        self.held = Some((returned.0, tokens));
-                        continue;
-                    }
-                    for token in tokens {
-                        ack(&token, jetstream::AckKind::Ack).await;
-                    }
-                }
-                Outcome::Failed { error, tokens } => {
-                    tracing::error!(%subject, %error, "discarding a message that cannot be reassembled");
-                    for token in tokens {
-                        ack(&token, jetstream::AckKind::Term).await;
-                    }
-                }
-                Outcome::Stale(token) => ack(&token, jetstream::AckKind::Ack).await,
-            }
-        }
-    }
-}
-
-async fn ack(message: &jetstream::Message, kind: jetstream::AckKind) {
-    if let Err(error) = message.ack_with(kind).await {
-        // Not fatal: the chunk is redelivered after `ack_wait` and dropped as stale.
-        tracing::warn!(subject = %message.subject, %error, "acknowledging a chunk failed");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn headers_round_trip_and_are_checked() {
-        let (meta, _) = chunk::split("node-1-abc-7", b"hello world", 4).remove(1);
-        let h = headers(
-            &meta,
-            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
-        );
-        assert_eq!(parse_headers(Some(&h)), Ok(meta));
-        assert_eq!(
-            h.get(async_nats::header::NATS_MESSAGE_ID)
-                .map(|v| v.as_str()),
-            Some("node-1-abc-7:1")
-        );
-        let mut newer = h;
-        newer.insert(H_SCHEMA, "2");
-        assert!(parse_headers(Some(&newer)).is_err_and(|e| e.contains("Fedengine-Schema 2")));
-        assert!(parse_headers(None).is_err());
-    }
-
-    #[test]
-    fn subjects_and_names() {
-        assert_eq!(to_subject("t1", "site-1"), "fedengine.t1.to.site-1");
-        assert_eq!(from_subject("t1", "site-1"), "fedengine.t1.from.site-1");
-        assert_eq!(stream_name("t1"), "fedengine-t1");
-        assert!(valid_name("site_1-A"));
-        for bad in ["", "a.b", "a*", ">", "a b", "ü"] {
-            assert!(!valid_name(bad), "{bad:?}");
-        }
     }
 }
