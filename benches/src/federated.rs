@@ -100,8 +100,8 @@ fn round_overhead(root: &Path, repeats: usize) -> Result<Vec<(f64, f64)>> {
         Workflow::load(root.join("workflows/fedavg.yaml")).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut rows = Vec::new();
     for _ in 0..repeats.max(1) {
-        let out = tempfile_dir()?;
-        workflow.output = out.clone();
+        let out = tempfile::tempdir()?;
+        workflow.output = out.path().to_path_buf();
         let (sender, receiver) = mpsc::channel();
         let report = run_embedded(&workflow, RunOptions::default(), Some(sender))
             .context("running the shipped workflow")?;
@@ -121,25 +121,20 @@ fn round_overhead(root: &Path, repeats: usize) -> Result<Vec<(f64, f64)>> {
             let overhead = (round.seconds - trained).max(0.0);
             rows.push((overhead / round.seconds, overhead * 1000.0));
         }
-        let _ = std::fs::remove_dir_all(out);
     }
     Ok(rows)
 }
 
-fn tempfile_dir() -> Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "fedbench-{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos() ^ rand_suffix()
-    ));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
+/// An aggregator of round 1 of the benchmark task over `senders`, spooling into `spool`.
+fn aggregator(global: &TensorSet, senders: &[String], spool: &Path) -> Result<Aggregator> {
+    Ok(Aggregator::new(
+        global,
+        "bench",
+        1,
+        senders.to_vec(),
+        Weighting::Samples,
+        spool,
+    )?)
 }
 
 /// A model of `params` f32 values in 62 tensors, with values derived from `seed`.
@@ -200,15 +195,8 @@ fn aggregation_throughput(repeats: usize) -> Result<Throughput> {
         .map(|(i, s)| update_bytes(&global, s, i as u32 + 1, params))
         .collect::<Result<_>>()?;
     for _ in 0..repeats.max(1) {
-        let spool = tempfile_dir()?;
-        let mut aggregator = Aggregator::new(
-            &global,
-            "bench",
-            1,
-            senders.clone(),
-            Weighting::Samples,
-            &spool,
-        )?;
+        let spool = tempfile::tempdir()?;
+        let mut aggregator = aggregator(&global, &senders, spool.path())?;
         let started = Instant::now();
         for bytes in &updates {
             aggregator
@@ -220,7 +208,6 @@ fn aggregation_throughput(repeats: usize) -> Result<Throughput> {
         let result = aggregator.finish()?;
         let finished = started.elapsed().as_secs_f64();
         assert_eq!(result.len(), global.len());
-        let _ = std::fs::remove_dir_all(spool);
         rates.both.push(total / (offered + finished) / 1e9);
         rates.offer.push(total / offered / 1e9);
         rates.finish.push(total / finished / 1e9);
@@ -269,15 +256,8 @@ fn peak_memory(participants: usize, params: usize) -> Result<u64> {
 pub fn aggregate_memory(participants: usize, params: usize) -> Result<()> {
     let global = model(params, 0)?;
     let senders: Vec<String> = (0..participants).map(|i| format!("site-{i}")).collect();
-    let spool = tempfile_dir()?;
-    let mut aggregator = Aggregator::new(
-        &global,
-        "bench",
-        1,
-        senders.clone(),
-        Weighting::Samples,
-        &spool,
-    )?;
+    let spool = tempfile::tempdir()?;
+    let mut aggregator = aggregator(&global, &senders, spool.path())?;
     for (i, sender) in senders.iter().enumerate() {
         let bytes = update_bytes(&global, sender, i as u32 + 1, params)?;
         aggregator
@@ -286,7 +266,6 @@ pub fn aggregate_memory(participants: usize, params: usize) -> Result<()> {
     }
     let result = aggregator.finish()?;
     std::hint::black_box(&result);
-    let _ = std::fs::remove_dir_all(spool);
     let status = std::fs::read_to_string("/proc/self/status")?;
     let peak = status
         .lines()

@@ -26,6 +26,7 @@
 mod card;
 mod catalog;
 mod config;
+mod opened;
 mod package;
 mod param_file;
 mod paths;
@@ -37,6 +38,7 @@ mod values;
 pub use card::{CARD_FILE, ModelCard, Task};
 pub use catalog::{CatalogMiss, ModelCatalog};
 pub use config::{CONFIG_FILE, Entry, ModelConfig};
+pub use opened::{OpenError, OpenedPackage};
 pub use package::{
     Inspection, MAX_CARD_BYTES, MAX_JSON_BYTES, ModelPackage, PackageError, inspect_package,
 };

@@ -8,7 +8,7 @@ use std::sync::mpsc::Sender;
 
 use actix::SyncArbiter;
 use fl_data::{Dataset, OpenOptions};
-use fl_package::{ModelPackage, extract_model_zip, inspect_package};
+use fl_package::OpenedPackage;
 use fl_telemetry::TaskLog;
 use fl_torch::{Classifier, TrainerOptions, WeightExchange, from_tensor_set, write_safetensors};
 use fl_workflow::Workflow;
@@ -136,7 +136,14 @@ async fn run(
     ));
 
     // The package (a directory or a model.zip).
-    let (package, _extracted) = open_package(&workflow.model)?;
+    let opened =
+        OpenedPackage::open(&workflow.model, &fl_torch::builtin_catalog()).map_err(|e| {
+            RuntimeError::Package {
+                path: workflow.model.clone(),
+                message: e.to_string(),
+            }
+        })?;
+    let package = &opened.package;
     // The task's labels are those of the initiator's test data.
     let test_dir = workflow
         .initiator
@@ -212,7 +219,7 @@ async fn run(
         let address = start_node(
             node,
             &task_id,
-            &package,
+            package,
             sources.clone(),
             &labels,
             &trainer_options,
@@ -230,7 +237,7 @@ async fn run(
     // The initial global weights: the package's, with the head rebuilt for the task's labels
     // when they differ (seeded, so every run starts the same).
     let initial = {
-        let (model, _) = Classifier::from_package(&package, Some(&labels), workflow.seed as i64)
+        let (model, _) = Classifier::from_package(package, Some(&labels), workflow.seed as i64)
             .map_err(|source| RuntimeError::Model {
                 node: COORDINATOR.into(),
                 source: Box::new(source),
@@ -327,30 +334,4 @@ async fn run(
         files,
         output: out,
     })
-}
-
-/// Opens the workflow's model: a package directory or a `model.zip` (extracted to a
-/// temporary directory that lives as long as the returned guard).
-fn open_package(
-    path: &std::path::Path,
-) -> Result<(ModelPackage, Option<tempfile::TempDir>), RuntimeError> {
-    let err = |message: String| RuntimeError::Package {
-        path: path.to_path_buf(),
-        message,
-    };
-    let (dir, guard) = if path.is_file() {
-        let tmp = tempfile::tempdir().map_err(|e| err(e.to_string()))?;
-        extract_model_zip(path, tmp.path()).map_err(|e| err(e.to_string()))?;
-        (tmp.path().to_path_buf(), Some(tmp))
-    } else {
-        (path.to_path_buf(), None)
-    };
-    let inspection = inspect_package(&dir, &fl_torch::builtin_catalog());
-    match inspection.package {
-        Some(package) => Ok((package, guard)),
-        None => Err(err(format!(
-            "not a valid model package:\n{}",
-            inspection.problems
-        ))),
-    }
 }

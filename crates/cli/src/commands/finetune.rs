@@ -4,13 +4,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::open_model;
 use anyhow::{Context, Result};
 use clap::Args;
 use fl_data::{Dataset, OpenOptions};
 use fl_torch::{EpochRow, FineTuneObserver, FineTuneOptions, fine_tune};
 use indicatif::{ProgressBar, ProgressStyle};
-
-use super::open::open_package;
 
 /// Arguments of `engine finetune`.
 #[derive(Debug, Args)]
@@ -90,7 +89,7 @@ impl FineTuneObserver for Bars {
 
 /// Runs `engine finetune`.
 pub fn run(args: FinetuneArgs) -> Result<ExitCode> {
-    let opened = open_package(&args.model)?;
+    let opened = open_model(&args.model)?;
     let dataset = Dataset::open(
         &args.data,
         &OpenOptions {

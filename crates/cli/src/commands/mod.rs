@@ -2,7 +2,15 @@
 
 pub mod finetune;
 pub mod model;
-mod open;
 pub mod predict;
 pub mod submit;
 pub mod validate;
+
+/// Opens the MODEL argument (a package directory or a `model.zip`), logging its warnings.
+fn open_model(path: &std::path::Path) -> anyhow::Result<fl_package::OpenedPackage> {
+    let opened = fl_package::OpenedPackage::open(path, &fl_torch::builtin_catalog())?;
+    for warning in &opened.warnings {
+        tracing::warn!("{}: {warning}", path.display());
+    }
+    Ok(opened)
+}

@@ -3,13 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::open_model;
 use anyhow::{Result, bail};
 use clap::Args;
 use fl_data::Preprocessor;
 use fl_torch::{Classifier, predict};
 use serde_json::json;
-
-use super::open::open_package;
 
 /// Arguments of `engine predict`.
 #[derive(Debug, Args)]
@@ -35,7 +34,7 @@ pub struct PredictArgs {
 
 /// Runs `engine predict`. Exits 1 when any image could not be read.
 pub fn run(args: PredictArgs) -> Result<ExitCode> {
-    let opened = open_package(&args.model)?;
+    let opened = open_model(&args.model)?;
     let (model, _) = Classifier::from_package(&opened.package, None, 0)?;
     let preprocessor = Preprocessor::new(
         opened.package.preprocessor.as_ref(),
