@@ -24,8 +24,17 @@ enum Command {
     Finetune(commands::finetune::FinetuneArgs),
     /// Print the most probable labels of images.
     Predict(commands::predict::PredictArgs),
-    /// Run a FedAvg workflow (every node in this process) and write its results.
+    /// Run a FedAvg workflow and write its results: embedded (every node in this process),
+    /// or with `--nats URL` on the coordinator service and agents.
     Submit(commands::submit::SubmitArgs),
+    /// Run the coordinator service: it takes submitted workflows and runs them on agents.
+    Coordinator(commands::service::CoordinatorArgs),
+    /// Run a node's agent next to its data: it hosts the node in the tasks it is announced.
+    Agent(commands::service::AgentArgs),
+    /// List the coordinator service's tasks, running and finished.
+    Status(commands::status::StatusArgs),
+    /// Print a task's log from the coordinator service (`--follow` to keep printing).
+    Logs(commands::status::LogsArgs),
     /// Check a workflow file and print every problem, or a summary of the task.
     Validate(commands::validate::ValidateArgs),
     /// Workflow file tools.
@@ -41,6 +50,10 @@ fn main() -> ExitCode {
         Command::Finetune(args) => commands::finetune::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Submit(args) => commands::submit::run(args),
+        Command::Coordinator(args) => commands::service::coordinator(args),
+        Command::Agent(args) => commands::service::agent(args),
+        Command::Status(args) => commands::status::status(args),
+        Command::Logs(args) => commands::status::logs(args),
         Command::Validate(args) => commands::validate::run(args),
         Command::Workflow(command) => commands::validate::run_workflow(command),
     };

@@ -82,6 +82,28 @@ impl Coordinator {
                 }
             };
             match Envelope::decode(&bytes) {
+                Ok(Envelope {
+                    task_id,
+                    sender,
+                    body:
+                        Body::Log {
+                            unix_ms,
+                            level,
+                            message,
+                        },
+                    ..
+                }) if task_id == self.task_id => {
+                    // A remote node's log line joins the task log with its own time.
+                    let line = fl_telemetry::LogLine {
+                        unix_ms,
+                        node: sender,
+                        level: level.parse().unwrap_or(fl_telemetry::Level::Info),
+                        message,
+                    };
+                    if let Err(error) = self.log.task_log().append(line) {
+                        tracing::warn!("task log: {error}");
+                    }
+                }
                 Ok(envelope) if envelope.task_id == self.task_id => {
                     return Some(Incoming {
                         sender: envelope.sender,
@@ -124,6 +146,14 @@ impl Coordinator {
                     missing: missing.join(", "),
                 });
             };
+            if let Body::Failed { reason } = &message.body
+                && nodes.contains(&message.sender)
+            {
+                return Err(RuntimeError::Agent {
+                    node: message.sender,
+                    reason: format!("could not start: {reason}"),
+                });
+            }
             if let Body::Hello { train, .. } = message.body
                 && nodes.contains(&message.sender)
             {

@@ -72,6 +72,14 @@ pub enum RuntimeError {
         /// Why.
         reason: String,
     },
+    /// A node's agent is not there, refused the task, or could not set the node up.
+    #[error("node `{node}`: {reason}")]
+    Agent {
+        /// The node.
+        node: String,
+        /// Why.
+        reason: String,
+    },
     /// Writing results or logs failed.
     #[error("{}: {message}", path.display())]
     Output {

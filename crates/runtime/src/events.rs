@@ -1,11 +1,13 @@
 //! What a running task reports as it goes, for progress bars, the console and tests.
 
 use fl_telemetry::LogLine;
+use serde::{Deserialize, Serialize};
 
 use crate::results::RoundSummary;
 
-/// One thing that happened in a task.
-#[derive(Debug, Clone)]
+/// One thing that happened in a task. Serializable: `engine submit --nats` receives them
+/// from the coordinator service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum TaskEvent {
     /// A node checked in with its sample counts.
     CheckedIn {

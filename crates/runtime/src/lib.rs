@@ -6,19 +6,31 @@
 //! validation, test, early stopping) and the Packager writes the results. Everything crosses
 //! the transport as MessagePack envelopes (`fl-tensor`), so the in-process transport used by
 //! default and the NATS transport carry the same bytes.
+//!
+//! Distributed, the same task runs in three kinds of process: the coordinator service
+//! ([`run_coordinator`]), one agent per node next to its data ([`run_agent`]), and clients
+//! that submit and follow tasks ([`Client`]); see [`control`] for what they say to each other.
 
+mod agent;
 mod aggregator;
+mod client;
+pub mod control;
 mod coordinator;
 mod error;
 pub mod events;
 pub mod node;
 pub mod packager;
 mod recorder;
+mod remote;
 pub mod results;
+mod service;
 mod stopping;
 mod task;
 
+pub use agent::{AgentOptions, run_agent};
+pub use client::{Client, ClientError, Submitted};
 pub use error::RuntimeError;
 pub use events::TaskEvent;
-pub use fl_transport::{COORDINATOR, InProcess, Inbox, Transport, TransportError};
+pub use fl_transport::{COORDINATOR, InProcess, Inbox, NatsOptions, Transport, TransportError};
+pub use service::{FromClient, ServiceOptions, run_coordinator};
 pub use task::{RunOptions, TaskReport, run_embedded};

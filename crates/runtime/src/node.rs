@@ -195,7 +195,8 @@ impl std::fmt::Debug for NodeActor {
 }
 
 /// Starts a node: opens its data (Dataset actor), builds its Trainer and Validator on their
-/// own threads, and its endpoint on the transport, which checks in with the coordinator.
+/// own threads, and its endpoint on the transport (`inbox` is the node's, already open),
+/// which checks in with the coordinator.
 #[allow(clippy::too_many_arguments)]
 pub async fn start_node(
     node: &str,
@@ -205,6 +206,7 @@ pub async fn start_node(
     labels: &[String],
     options: &TrainerOptions,
     transport: Arc<dyn Transport>,
+    inbox: Inbox,
     log: NodeLog,
 ) -> Result<Addr<NodeActor>, String> {
     let datasets = SyncArbiter::start(1, || DatasetActor);
@@ -244,7 +246,6 @@ pub async fn start_node(
             LocalTrainer::new(package, evaluation, labels, options).map_err(|e| e.to_string())?;
         Some(start_sync(ValidatorActor { evaluator: local }))
     };
-    let inbox = transport.open(node).map_err(|e| e.to_string())?;
     Ok(NodeActor {
         node: node.to_owned(),
         task_id: task_id.to_owned(),

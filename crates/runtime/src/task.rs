@@ -20,7 +20,9 @@ use crate::events::TaskEvent;
 use crate::node::{DataSources, start_node};
 use crate::packager::{Package, PackagerActor};
 use crate::recorder::Recorder;
+use crate::remote::RemoteNodes;
 use crate::results::{FederationSummary, ResultFiles};
+use fl_tensor::Body;
 use fl_transport::{COORDINATOR, InProcess, NatsOptions, NatsTransport, Transport};
 
 /// How to run a task beyond its workflow.
@@ -38,7 +40,7 @@ pub struct RunOptions {
 }
 
 /// Hands each endpoint its transport.
-enum Endpoints {
+pub(crate) enum Endpoints {
     /// One in-process transport shared by every endpoint.
     Shared(Arc<dyn Transport>),
     /// A NATS connection per endpoint.
@@ -83,10 +85,46 @@ pub fn run_embedded(
     options: RunOptions,
     events: Option<Sender<TaskEvent>>,
 ) -> Result<TaskReport, RuntimeError> {
+    let digest = workflow.digest();
+    let identity = TaskIdentity {
+        task_id: format!("{}-{}", workflow.name, &digest[..12]),
+        digest,
+    };
+    let endpoints = match options.nats {
+        Some(template) => Endpoints::Nats(template),
+        None => Endpoints::Shared(Arc::new(options.transport.unwrap_or_default())),
+    };
+    let launch = Launch::Embedded {
+        endpoints,
+        workers: options.workers.unwrap_or(1),
+    };
     let system = actix::System::new();
-    let result = system.block_on(run(workflow.clone(), options, events));
+    let result = system.block_on(run_task(workflow.clone(), identity, launch, events));
     actix::System::current().stop();
     result
+}
+
+/// A task's id and its workflow's digest.
+#[derive(Debug, Clone)]
+pub(crate) struct TaskIdentity {
+    pub task_id: String,
+    pub digest: String,
+}
+
+/// Where a task's nodes run.
+pub(crate) enum Launch {
+    /// In this process.
+    Embedded {
+        endpoints: Endpoints,
+        /// Image decoding threads per node.
+        workers: usize,
+    },
+    /// On agents, over NATS; `nats` is the coordinator's connection template (task and
+    /// endpoint are filled in).
+    Remote {
+        nodes: RemoteNodes,
+        nats: NatsOptions,
+    },
 }
 
 fn output_err(path: &std::path::Path, e: impl ToString) -> RuntimeError {
@@ -96,9 +134,11 @@ fn output_err(path: &std::path::Path, e: impl ToString) -> RuntimeError {
     }
 }
 
-async fn run(
+/// Runs a task from check-in to the result files, its nodes launched as `launch` says.
+pub(crate) async fn run_task(
     workflow: Workflow,
-    options: RunOptions,
+    identity: TaskIdentity,
+    launch: Launch,
     events: Option<Sender<TaskEvent>>,
 ) -> Result<TaskReport, RuntimeError> {
     let out = workflow.output.clone();
@@ -117,8 +157,7 @@ async fn run(
             fs::remove_file(&path).map_err(|e| output_err(&path, e))?;
         }
     }
-    let digest = workflow.digest();
-    let task_id = format!("{}-{}", workflow.name, &digest[..12]);
+    let TaskIdentity { task_id, digest } = identity;
 
     // The task log, mirrored to the event stream.
     let task_log = TaskLog::open(out.join("task.log")).map_err(|e| output_err(&out, e))?;
@@ -144,22 +183,40 @@ async fn run(
             }
         })?;
     let package = &opened.package;
+    // The coordinator's endpoint (over NATS it creates the task's stream, before any agent
+    // is told about the task).
+    let (shared, nats_coordinator) = match &launch {
+        Launch::Embedded { endpoints, .. } => {
+            (endpoints.connect(&task_id, COORDINATOR).await?, None)
+        }
+        Launch::Remote { nats, .. } => {
+            let mut options = nats.clone();
+            options.task = task_id.clone();
+            options.endpoint = COORDINATOR.to_owned();
+            let transport = NatsTransport::connect(options)
+                .await
+                .map_err(|e| RuntimeError::Transport(e.to_string()))?;
+            (
+                Arc::new(transport.clone()) as Arc<dyn Transport>,
+                Some(transport),
+            )
+        }
+    };
+    let inbox = shared
+        .open(COORDINATOR)
+        .map_err(|e| RuntimeError::Transport(e.to_string()))?;
+
     // The task's labels are those of the initiator's test data.
-    let test_dir = workflow
-        .initiator
-        .test
-        .path()
-        .ok_or_else(|| RuntimeError::Package {
-            path: workflow.model.clone(),
-            message: "the embedded runtime needs the initiator's test data as a directory".into(),
-        })?
-        .to_path_buf();
-    let labels = Dataset::open(&test_dir, &OpenOptions::default())
-        .map_err(|source| RuntimeError::Data {
-            node: workflow.initiator.node.clone(),
-            source: Box::new(source),
-        })?
-        .labels;
+    let labels = match &launch {
+        Launch::Embedded { .. } => embedded_labels(&workflow)?,
+        Launch::Remote { nodes, .. } => {
+            coordinator_log.info("announcing the task to the agents");
+            nodes
+                .announce(&workflow, &task_id)
+                .await
+                .inspect_err(|error| coordinator_log.error(format!("the task failed: {error}")))?
+        }
+    };
 
     let overrides = match serde_json::to_value(&workflow.training) {
         Ok(serde_json::Value::Object(map)) => {
@@ -170,68 +227,51 @@ async fn run(
     let trainer_options = TrainerOptions {
         seed: workflow.seed,
         threads: workflow.threads as usize,
-        workers: options.workers.unwrap_or(1),
+        workers: match &launch {
+            Launch::Embedded { workers, .. } => *workers,
+            Launch::Remote { .. } => 1,
+        },
         overrides,
         ..TrainerOptions::default()
     };
 
-    let endpoints = match options.nats {
-        Some(template) => Endpoints::Nats(template),
-        None => Endpoints::Shared(Arc::new(options.transport.unwrap_or_default())),
-    };
-    let shared = endpoints.connect(&task_id, COORDINATOR).await?;
-    let inbox = shared
-        .open(COORDINATOR)
-        .map_err(|e| RuntimeError::Transport(e.to_string()))?;
-
-    // Nodes: the initiator, then every participant.
-    let mut nodes: Vec<(String, DataSources)> = vec![(
-        workflow.initiator.node.clone(),
-        DataSources {
-            train: workflow
-                .initiator
-                .train
-                .as_ref()
-                .and_then(|d| d.path())
-                .map(Into::into),
-            validation: workflow
-                .initiator
-                .validation
-                .as_ref()
-                .and_then(|d| d.path())
-                .map(Into::into),
-            test: Some(test_dir.clone()),
-        },
-    )];
-    for participant in &workflow.participants {
-        nodes.push((
-            participant.node.clone(),
-            DataSources {
-                train: participant.data.path().map(Into::into),
-                ..DataSources::default()
-            },
-        ));
-    }
+    let nodes = node_sources(&workflow);
     let mut addresses = Vec::new();
-    for (node, sources) in &nodes {
-        let log = task_log.node(node).map_err(|e| output_err(&out, e))?;
-        let node_transport = endpoints.connect(&task_id, node).await?;
-        let address = start_node(
-            node,
+    match &launch {
+        Launch::Embedded { endpoints, .. } => {
+            for (node, sources) in &nodes {
+                let log = task_log.node(node).map_err(|e| output_err(&out, e))?;
+                let node_transport = endpoints.connect(&task_id, node).await?;
+                let node_inbox = node_transport
+                    .open(node)
+                    .map_err(|e| RuntimeError::Transport(e.to_string()))?;
+                let address = start_node(
+                    node,
+                    &task_id,
+                    package,
+                    sources.clone(),
+                    &labels,
+                    &trainer_options,
+                    node_transport,
+                    node_inbox,
+                    log,
+                )
+                .await
+                .map_err(|message| RuntimeError::Package {
+                    path: workflow.model.clone(),
+                    message: format!("node `{node}`: {message}"),
+                })?;
+                addresses.push(address);
+            }
+        }
+        Launch::Remote { nodes: remote, .. } => remote.set_up(
+            &*shared,
+            &workflow,
             &task_id,
-            package,
-            sources.clone(),
+            &package.root,
             &labels,
             &trainer_options,
-            node_transport,
-            log,
-        )
-        .await
-        .map_err(|message| RuntimeError::Package {
-            path: workflow.model.clone(),
-            message: format!("node `{node}`: {message}"),
-        })?;
-        addresses.push(address);
+        )?,
     }
 
     // The initial global weights: the package's, with the head rebuilt for the task's labels
@@ -267,17 +307,33 @@ async fn run(
         recorder,
     };
     let node_ids: Vec<String> = nodes.iter().map(|(n, _)| n.clone()).collect();
-    let samples = coordinator.check_in(&node_ids).await?;
-    let outcome = coordinator.run(initial, &samples).await;
+    let outcome = match coordinator.check_in(&node_ids).await {
+        Ok(samples) => coordinator.run(initial, &samples).await,
+        Err(error) => Err(error),
+    };
     coordinator.recorder.close();
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(error) => {
             coordinator_log.error(format!("the task failed: {error}"));
+            for node in &node_ids {
+                crate::node::send(
+                    &*shared,
+                    &task_id,
+                    COORDINATOR,
+                    node,
+                    0,
+                    Body::Stop {
+                        reason: format!("the task failed: {error}"),
+                    },
+                );
+            }
+            flush(nats_coordinator.as_ref()).await;
             let _ = task_log.sync();
             return Err(error);
         }
     };
+    flush(nats_coordinator.as_ref()).await;
 
     // The Packager: the best weights as the result package, and the report.
     let summary = FederationSummary {
@@ -334,4 +390,60 @@ async fn run(
         files,
         output: out,
     })
+}
+
+/// Waits (boundedly) until what the coordinator sent over NATS is stored by the server, so
+/// that agents get their `Stop` even when this process ends next.
+async fn flush(transport: Option<&NatsTransport>) {
+    if let Some(transport) = transport
+        && tokio::time::timeout(std::time::Duration::from_secs(10), transport.flush())
+            .await
+            .is_err()
+    {
+        tracing::warn!(
+            "some messages to the agents were not stored by the NATS server within 10 s"
+        );
+    }
+}
+
+/// The task's labels in an embedded run: those of the initiator's test directory.
+fn embedded_labels(workflow: &Workflow) -> Result<Vec<String>, RuntimeError> {
+    let test_dir = workflow
+        .initiator
+        .test
+        .path()
+        .ok_or_else(|| RuntimeError::Package {
+            path: workflow.model.clone(),
+            message: "the embedded runtime needs the initiator's test data as a directory".into(),
+        })?;
+    Ok(Dataset::open(test_dir, &OpenOptions::default())
+        .map_err(|source| RuntimeError::Data {
+            node: workflow.initiator.node.clone(),
+            source: Box::new(source),
+        })?
+        .labels)
+}
+
+/// Every node with its data directories (for an embedded run), the initiator first.
+fn node_sources(workflow: &Workflow) -> Vec<(String, DataSources)> {
+    let initiator = &workflow.initiator;
+    let path = |d: Option<&fl_workflow::Dataset>| d.and_then(|d| d.path()).map(Into::into);
+    let mut nodes = vec![(
+        initiator.node.clone(),
+        DataSources {
+            train: path(initiator.train.as_ref()),
+            validation: path(initiator.validation.as_ref()),
+            test: path(Some(&initiator.test)),
+        },
+    )];
+    for participant in &workflow.participants {
+        nodes.push((
+            participant.node.clone(),
+            DataSources {
+                train: path(Some(&participant.data)),
+                ..DataSources::default()
+            },
+        ));
+    }
+    nodes
 }

@@ -276,13 +276,29 @@ impl TaskLog {
     ) -> Result<(), TelemetryError> {
         check_node(node)?;
         let message = message.into();
-        let mut state = self.state();
+        let state = self.state();
         let line = LogLine {
             unix_ms: unix_millis(SystemTime::now()),
             node: node.to_owned(),
             level,
             message,
         };
+        self.write(state, line)
+    }
+
+    /// Appends a line pushed elsewhere (a node on another machine), keeping its time and
+    /// node. Lines reach the file and the sinks in the order they are appended.
+    pub fn append(&self, line: LogLine) -> Result<(), TelemetryError> {
+        check_node(&line.node)?;
+        let state = self.state();
+        self.write(state, line)
+    }
+
+    fn write(
+        &self,
+        mut state: std::sync::MutexGuard<'_, State>,
+        line: LogLine,
+    ) -> Result<(), TelemetryError> {
         let written = match (&state.file, &self.inner.path) {
             // One write call per push: with O_APPEND, other processes appending to the same
             // file do not split it either.

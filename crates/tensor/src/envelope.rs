@@ -140,6 +140,36 @@ pub enum Body<T = TensorSet> {
         /// Why.
         reason: String,
     },
+    /// The coordinator hands a node on another machine (an agent) what it needs for the
+    /// task: the model package's files, the task's labels and the training options. Sent
+    /// once, before anything else.
+    Setup {
+        /// The package's files (model card, configs, weights), each at most once.
+        files: Vec<PackageFile>,
+        /// The task's labels, in class-index order.
+        labels: Vec<String>,
+        /// The training options as JSON (seed, threads, hyper-parameter overrides).
+        options: String,
+    },
+    /// A line of a remote node's task log, for the coordinator's `task.log`.
+    Log {
+        /// When it was written: milliseconds since the Unix epoch.
+        unix_ms: u64,
+        /// `debug`, `info`, `warn` or `error`.
+        level: String,
+        /// The text.
+        message: String,
+    },
+}
+
+/// One file of a model package in a [`Body::Setup`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageFile {
+    /// The path inside the package, `/`-separated and relative.
+    pub path: String,
+    /// The contents.
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
 }
 
 impl<T> Body<T> {
@@ -155,6 +185,8 @@ impl<T> Body<T> {
             Body::Progress { .. } => "progress",
             Body::Failed { .. } => "failed",
             Body::Stop { .. } => "stop",
+            Body::Setup { .. } => "setup",
+            Body::Log { .. } => "log",
         }
     }
 
@@ -220,6 +252,24 @@ impl<T> Body<T> {
             },
             Body::Failed { reason } => Body::Failed { reason },
             Body::Stop { reason } => Body::Stop { reason },
+            Body::Setup {
+                files,
+                labels,
+                options,
+            } => Body::Setup {
+                files,
+                labels,
+                options,
+            },
+            Body::Log {
+                unix_ms,
+                level,
+                message,
+            } => Body::Log {
+                unix_ms,
+                level,
+                message,
+            },
         })
     }
 }

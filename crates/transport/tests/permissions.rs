@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use common::NatsServer;
-use fl_transport::permissions::{inbox_prefix, server_config};
+use fl_transport::permissions::{deployment_config, inbox_prefix, server_config};
 use fl_transport::{COORDINATOR, Inbox, NatsOptions, NatsTransport, Transport, stream_name};
 use futures_util::StreamExt as _;
 
@@ -504,6 +504,30 @@ async fn nodes_exchange_messages_under_their_permissions_and_are_isolated() {
     assert!(next(&mut to_1, "site-1").await == payload(7, 10_000));
 }
 
+/// The same checks under the configuration for many tasks (long-running agents): a node's
+/// rights cover every task, yet still only its own subjects and consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_are_isolated_under_the_deployment_configuration_too() {
+    let config = deployment_config(COORDINATOR_PASSWORD, &NODES, &[("alice", "pw-alice")], None)
+        .expect("config");
+    let mut setup = setup(&config).await;
+    assert!(
+        !setup.node_created_stream,
+        "a node created the task's stream"
+    );
+    let log = &setup.exchange_log;
+    assert!(
+        !log.to_lowercase().contains("violation"),
+        "the transport itself hit a permissions violation:\n{log}"
+    );
+    let isolation = isolation_checks(&mut setup).await;
+    report("isolation under the deployment configuration", &isolation);
+    assert!(
+        isolation.iter().all(|(_, r)| r.is_ok()),
+        "isolation broken (see above)"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_permissions_every_isolation_check_fails() {
     let mut setup = setup(&open_config()).await;
@@ -527,32 +551,30 @@ async fn without_permissions_every_isolation_check_fails() {
     assert!(server_side.iter().all(|(_, r)| r.is_ok()));
 }
 
-/// The committed example, `config/nats/fedengine-task.conf`, is the generator's output for
-/// the shipped digits workflow (after its own header), and nats-server accepts it.
-#[test]
-fn the_committed_example_is_the_generators_output_and_loads() {
+/// Checks that the committed example `config/nats/<file>` ends with `generated` (its own
+/// header comes first) and that nats-server accepts it. With `FEDENGINE_REGENERATE=1` the
+/// generated part is rewritten first.
+fn check_committed(file: &str, generated: &str) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../config/nats/fedengine-task.conf");
+        .join("../../config/nats")
+        .join(file);
     let committed = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let generated = server_config(
-        "digits-fedavg-0123456789ab",
-        "CHANGE-ME-coordinator",
-        &[
-            ("initiator", "CHANGE-ME-initiator"),
-            ("site-1", "CHANGE-ME-site-1"),
-            ("site-2", "CHANGE-ME-site-2"),
-            ("site-3", "CHANGE-ME-site-3"),
-        ],
-        Some("/var/lib/nats/jetstream"),
-    )
-    .expect("config");
+    let marker = "listen: ";
+    if std::env::var_os("FEDENGINE_REGENERATE").is_some() {
+        let header_end = committed
+            .find(marker)
+            .and_then(|at| committed[at..].find('\n').map(|n| at + n + 1))
+            .expect("the header ends with a listen line");
+        let fresh = format!("{}\n{generated}", &committed[..header_end]);
+        std::fs::write(&path, fresh).expect("regenerating");
+    }
+    let committed = std::fs::read_to_string(&path).expect("reading");
     assert!(
-        committed.ends_with(&generated),
-        "{} is not the generator's output; regenerate its end:\n{generated}",
+        committed.ends_with(generated),
+        "{} is not the generator's output; regenerate it with FEDENGINE_REGENERATE=1:\n{generated}",
         path.display()
     );
-
     let binary = std::env::var_os("FEDENGINE_NATS_SERVER").expect("FEDENGINE_NATS_SERVER");
     let output = std::process::Command::new(binary)
         .arg("-t")
@@ -567,4 +589,42 @@ fn the_committed_example_is_the_generators_output_and_loads() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// `config/nats/fedengine-task.conf` is the generator's output for the shipped digits
+/// workflow, and nats-server accepts it.
+#[test]
+fn the_committed_task_example_is_the_generators_output_and_loads() {
+    let generated = server_config(
+        "digits-fedavg-0123456789ab",
+        "CHANGE-ME-coordinator",
+        &[
+            ("initiator", "CHANGE-ME-initiator"),
+            ("site-1", "CHANGE-ME-site-1"),
+            ("site-2", "CHANGE-ME-site-2"),
+            ("site-3", "CHANGE-ME-site-3"),
+        ],
+        Some("/var/lib/nats/jetstream"),
+    )
+    .expect("config");
+    check_committed("fedengine-task.conf", &generated);
+}
+
+/// `config/nats/fedengine-deployment.conf` (the coordinator service, the shipped workflow's
+/// agents and one submitter, for every task) likewise.
+#[test]
+fn the_committed_deployment_example_is_the_generators_output_and_loads() {
+    let generated = deployment_config(
+        "CHANGE-ME-coordinator",
+        &[
+            ("initiator", "CHANGE-ME-initiator"),
+            ("site-1", "CHANGE-ME-site-1"),
+            ("site-2", "CHANGE-ME-site-2"),
+            ("site-3", "CHANGE-ME-site-3"),
+        ],
+        &[("submitter", "CHANGE-ME-submitter")],
+        Some("/var/lib/nats/jetstream"),
+    )
+    .expect("config");
+    check_committed("fedengine-deployment.conf", &generated);
 }

@@ -70,8 +70,20 @@ impl Workflow {
     /// Checks the workflow `text`, read from `path`: problems name `path`, and relative
     /// paths in the text resolve against its directory (the file itself is not read).
     pub fn parse(text: &str, path: impl AsRef<Path>) -> Result<Self, WorkflowErrors> {
-        let path = path.as_ref();
+        Self::parse_checked(text, path.as_ref(), true)
+    }
+
+    /// Like [`Workflow::parse`] for a workflow submitted from another machine (to
+    /// `engine coordinator`): every key is checked as usual, but paths are not looked up on
+    /// this machine's file system, because they name files on the submitter's machine (the
+    /// model, the output, credentials) or on the agents' (datasets).
+    pub fn parse_submitted(text: &str, path: impl AsRef<Path>) -> Result<Self, WorkflowErrors> {
+        Self::parse_checked(text, path.as_ref(), false)
+    }
+
+    fn parse_checked(text: &str, path: &Path, local_files: bool) -> Result<Self, WorkflowErrors> {
         let mut checker = Checker {
+            local_files,
             file: path.display().to_string(),
             base: paths::base_dir(path),
             errors: Vec::new(),

@@ -2,7 +2,11 @@
 
 pub mod finetune;
 pub mod model;
+pub mod nats_args;
 pub mod predict;
+pub mod progress;
+pub mod service;
+pub mod status;
 pub mod submit;
 pub mod validate;
 

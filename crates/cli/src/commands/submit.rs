@@ -1,22 +1,32 @@
-//! `engine submit WORKFLOW`: runs a FedAvg task (embedded: every node in this process) with
-//! progress bars and the task log live, then a table per round.
+//! `engine submit WORKFLOW`: runs a FedAvg task with progress bars and the task log live,
+//! then a table per round. Embedded (every node in this process) by default; with `--nats
+//! URL`, or `transport: {nats: ...}` in the workflow, the task goes to the coordinator
+//! service on that server and runs on the agents, and this command follows it to the end.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use fl_runtime::{RunOptions, TaskEvent, run_embedded};
+use fl_runtime::control::{ClientMessage, TaskState};
+use fl_runtime::{Client, RunOptions, run_embedded};
 use fl_workflow::{Transport, Workflow};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use super::nats_args::NatsArgs;
+use super::progress::{Progress, percent, print_rounds};
 
 /// Arguments of `engine submit`.
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
     /// The workflow file (YAML).
     workflow: PathBuf,
+    /// Submit to the coordinator service on this NATS server (overrides the workflow's
+    /// `transport`); the task's nodes run on agents.
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
+    #[command(flatten)]
+    credentials: NatsArgs,
     /// Do not show the task log on the console (it is still written to task.log).
     #[arg(long)]
     quiet: bool,
@@ -31,91 +41,38 @@ pub fn run(args: SubmitArgs) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    if let Transport::Nats(nats) = &workflow.transport {
-        bail!(
-            "{}: transport `nats` ({}) is not available in this version; remove `transport` to run embedded",
-            args.workflow.display(),
-            nats.url
-        );
+    let nats = match (&args.nats, &workflow.transport) {
+        (Some(url), _) => Some((url.clone(), None)),
+        (None, Transport::Nats(nats)) => Some((nats.url.clone(), nats.credentials.clone())),
+        (None, Transport::Embedded) => None,
+    };
+    match nats {
+        Some((url, workflow_creds)) => {
+            let mut credentials = args.credentials.clone();
+            if credentials.creds.is_none() && credentials.user.is_none() {
+                credentials.creds = workflow_creds;
+            }
+            submit_remote(&args, &workflow, &credentials, &url)
+        }
+        None => submit_embedded(&args, &workflow),
     }
+}
+
+fn submit_embedded(args: &SubmitArgs, workflow: &Workflow) -> Result<ExitCode> {
     let (sender, receiver) = mpsc::channel();
     let runner = {
         let workflow = workflow.clone();
         std::thread::spawn(move || run_embedded(&workflow, RunOptions::default(), Some(sender)))
     };
-
-    let bars = MultiProgress::new();
-    let rounds = bars.add(ProgressBar::new(u64::from(workflow.max_rounds)));
-    rounds.set_style(
-        ProgressStyle::with_template("round {pos}/{len} [{bar:30}] {elapsed_precise} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+    let mut progress = Progress::new(
+        u64::from(workflow.max_rounds),
+        u64::from(workflow.merge_epochs),
+        args.quiet,
     );
-    let node_style =
-        ProgressStyle::with_template("  {prefix:<12} epoch {pos}/{len} [{bar:20}] {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
-    let mut nodes: BTreeMap<String, ProgressBar> = BTreeMap::new();
     for event in receiver {
-        match event {
-            TaskEvent::Log(line) if !args.quiet => {
-                let _ = bars.println(line.to_string());
-            }
-            TaskEvent::RoundStarted {
-                round,
-                attempt,
-                nodes: asked,
-                ..
-            } => {
-                rounds.set_position(round - 1);
-                rounds.set_message(if attempt > 1 {
-                    format!("(attempt {attempt})")
-                } else {
-                    String::new()
-                });
-                for (_, bar) in std::mem::take(&mut nodes) {
-                    bar.finish_and_clear();
-                }
-                for node in asked {
-                    let bar = bars.add(ProgressBar::new(u64::from(workflow.merge_epochs)));
-                    bar.set_style(node_style.clone());
-                    bar.set_prefix(node.clone());
-                    bar.set_message("training");
-                    nodes.insert(node, bar);
-                }
-            }
-            TaskEvent::EpochFinished {
-                node, epoch, loss, ..
-            } => {
-                if let Some(bar) = nodes.get(&node) {
-                    bar.set_position(u64::from(epoch));
-                    bar.set_message(loss.map_or(String::new(), |l| format!("loss {l:.4}")));
-                }
-            }
-            TaskEvent::UpdateAccepted { node, loss, .. } => {
-                if let Some(bar) = nodes.get(&node) {
-                    bar.set_position(u64::from(workflow.merge_epochs));
-                    bar.set_message(format!(
-                        "update accepted{}",
-                        loss.map_or(String::new(), |l| format!(", loss {l:.4}"))
-                    ));
-                }
-            }
-            TaskEvent::Dropped { node, reason, .. } => {
-                if let Some(bar) = nodes.get(&node) {
-                    bar.set_message(format!("left out: {reason}"));
-                }
-            }
-            TaskEvent::RoundFinished(summary) => {
-                rounds.set_position(summary.round);
-            }
-            _ => {}
-        }
+        progress.event(&event);
     }
-    for (_, bar) in nodes {
-        bar.finish_and_clear();
-    }
-    rounds.finish_and_clear();
+    progress.finish();
     let report = match runner.join() {
         Ok(Ok(report)) => report,
         Ok(Err(error)) => {
@@ -129,32 +86,8 @@ pub fn run(args: SubmitArgs) -> Result<ExitCode> {
         Err(_) => bail!("the task's thread panicked"),
     };
 
-    let percent = |a: Option<f64>| a.map_or("-".to_owned(), |a| format!("{:.2}%", a * 100.0));
-    println!(
-        "{:>5}  {:<28}  {:>10}  {:>10}  {:>9}  {:>8}",
-        "round", "participants", "train loss", "valid acc", "test acc", "seconds"
-    );
-    for r in &report.summary.rounds {
-        let mut who = r.participants.join(",");
-        if !r.dropped.is_empty() {
-            who.push_str(&format!(" (-{})", r.dropped.join(",")));
-        }
-        let marker = if r.round == report.summary.best_round {
-            " *"
-        } else {
-            ""
-        };
-        println!(
-            "{:>5}  {:<28}  {:>10}  {:>10}  {:>9}  {:>8.1}{marker}",
-            r.round,
-            who,
-            r.train_loss.map_or("-".to_owned(), |l| format!("{l:.4}")),
-            percent(r.validation_accuracy),
-            percent(r.test_accuracy),
-            r.seconds
-        );
-    }
     let s = &report.summary;
+    print_rounds(&s.rounds, Some(s.best_round));
     println!(
         "{} of at most {} rounds{}; best round {} (*): validation accuracy {}, test accuracy {}",
         s.rounds_run,
@@ -171,4 +104,65 @@ pub fn run(args: SubmitArgs) -> Result<ExitCode> {
     println!("wrote {}", report.files.model_zip.display());
     println!("wrote {}", report.files.report_zip.display());
     Ok(ExitCode::SUCCESS)
+}
+
+fn submit_remote(
+    args: &SubmitArgs,
+    workflow: &Workflow,
+    credentials: &NatsArgs,
+    url: &str,
+) -> Result<ExitCode> {
+    let client = Client::connect(&credentials.options(url))?;
+    let mut progress = Progress::new(
+        u64::from(workflow.max_rounds),
+        u64::from(workflow.merge_epochs),
+        args.quiet,
+    );
+    let submitted = client.submit(
+        &args.workflow,
+        &workflow.model,
+        &workflow.output,
+        |message| match message {
+            ClientMessage::Accepted { task_id } => {
+                progress.println(format!(
+                    "submitted as task `{task_id}` to the coordinator at {url}"
+                ));
+            }
+            ClientMessage::Event(event) => progress.event(event),
+            _ => {}
+        },
+    );
+    progress.finish();
+    let submitted = submitted?;
+    print_rounds(&progress.finished, None);
+    let status = &submitted.status;
+    match &status.state {
+        TaskState::Finished {
+            rounds,
+            test_accuracy,
+        } => {
+            println!(
+                "task `{}` finished after {rounds} round(s); test accuracy of the best state {}",
+                status.task_id,
+                percent(*test_accuracy)
+            );
+            for file in &submitted.files {
+                println!("wrote {}", file.display());
+            }
+            println!(
+                "the coordinator keeps the task's files in {} (engine logs {} --nats {url})",
+                status.output, status.task_id
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        TaskState::Failed { reason } => {
+            eprintln!("error: task `{}` failed: {reason}", status.task_id);
+            eprintln!(
+                "the task log: engine logs {} --nats {url} (on the coordinator's machine: {}/task.log)",
+                status.task_id, status.output
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        TaskState::Running { .. } => bail!("the coordinator ended the session while the task runs"),
+    }
 }

@@ -67,6 +67,8 @@
 //! key-value responses do not parse with async-nats 0.51).
 
 pub mod chunk;
+mod connection;
+mod control;
 mod headers;
 mod options;
 pub mod permissions;
@@ -83,6 +85,7 @@ use async_nats::jetstream::{self, stream};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::sync::watch;
 
+pub use self::control::{ControlConnection, ControlError, Request, Requests};
 pub use self::headers::{HEADROOM, SCHEMA};
 use self::options::valid_name;
 pub use self::options::{NatsError, NatsOptions, from_subject, stream_name, to_subject};
@@ -134,59 +137,15 @@ impl NatsTransport {
         }
         let task = options.task.clone();
         let endpoint = options.endpoint.clone();
-        let mut connect = async_nats::ConnectOptions::new()
-            .name(
-                options
-                    .connection_name
-                    .clone()
-                    .unwrap_or_else(|| format!("fedengine-{task}-{endpoint}")),
-            )
-            .max_reconnects(None)
-            // Replies come to this endpoint's own inbox prefix, which NATS permissions can
-            // give to it alone (see `permissions`).
-            .custom_inbox_prefix(permissions::inbox_prefix(&task, &endpoint))
-            .event_callback({
-                let endpoint = endpoint.clone();
-                move |event| {
-                    let endpoint = endpoint.clone();
-                    async move {
-                        match event {
-                            async_nats::Event::Connected => {
-                                tracing::info!(%endpoint, "NATS connected");
-                            }
-                            async_nats::Event::Disconnected => {
-                                tracing::warn!(%endpoint, "NATS disconnected; reconnecting");
-                            }
-                            other => tracing::warn!(%endpoint, "NATS: {other}"),
-                        }
-                    }
-                }
-            });
-        if let Some((user, password)) = &options.user_password {
-            connect = connect.user_and_password(user.clone(), password.clone());
-        }
-        if let Some(path) = &options.credentials_file {
-            connect =
-                connect
-                    .credentials_file(path)
-                    .await
-                    .map_err(|source| NatsError::Credentials {
-                        path: path.clone(),
-                        source,
-                    })?;
-        }
-        if let Some(ca) = &options.tls_ca {
-            connect = connect.add_root_certificates(ca.clone()).require_tls(true);
-        }
-        let client = connect
-            .connect(options.url.as_str())
-            .await
-            .map_err(|source| NatsError::Connect {
-                url: options.url.clone(),
-                source,
-            })?;
+        // Replies come to this endpoint's own inbox prefix, which NATS permissions can give
+        // to it alone (see `permissions`).
+        let client = connection::connect_client(
+            &options,
+            permissions::inbox_prefix(&task, &endpoint),
+            format!("fedengine-{task}-{endpoint}"),
+        )
+        .await?;
         let info: ServerInfo = client.server_info();
-        check_server_version(&info.version).map_err(NatsError::ServerTooOld)?;
 
         let jetstream = jetstream::new(client.clone());
         let name = stream_name(&task);

@@ -59,12 +59,24 @@ pub enum NatsError {
         source: std::io::Error,
     },
     /// No connection.
-    #[error("connecting to NATS at {url}: {source}")]
+    #[error(
+        "connecting to NATS at {url}: {source} (check the URL, and that nats-server runs there with JetStream, `-js`)"
+    )]
     Connect {
         /// The URL.
         url: String,
         /// Why.
         source: async_nats::ConnectError,
+    },
+    /// The server refused the credentials.
+    #[error(
+        "the NATS server at {url} refused {who}: check the user and password (--user, --password) or the credentials file (--creds) against the server's configuration"
+    )]
+    Refused {
+        /// The URL.
+        url: String,
+        /// Who tried: the user or the credentials file.
+        who: String,
     },
     /// The server is older than [`MIN_SERVER_VERSION`](super::MIN_SERVER_VERSION).
     #[error("{0}")]

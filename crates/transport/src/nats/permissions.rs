@@ -53,13 +53,26 @@ pub enum ConfigError {
 }
 
 /// What one user may publish and subscribe to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Permissions {
     /// Subjects the user may publish on (wildcards as in NATS).
     pub publish: Vec<String>,
     /// Subjects the user may subscribe to.
     pub subscribe: Vec<String>,
+    /// Subjects excluded from `publish` (deny wins).
+    pub publish_deny: Vec<String>,
+    /// Subjects excluded from `subscribe`.
+    pub subscribe_deny: Vec<String>,
+    /// Whether the user may answer the requests it receives (`allow_responses`).
+    pub allow_responses: bool,
 }
+
+/// The task scope of a configuration that serves every task (long-running agents and
+/// coordinator service): `*` in the place of the task and stream tokens.
+pub const ANY_TASK: &str = "*";
+
+/// The clients' stream (`engine submit|status|logs` talk to the coordinator service on it).
+const CLIENTS_STREAM: &str = "fedengine-clients";
 
 /// The inbox prefix of `endpoint`'s connections for `task`: replies to it are readable by
 /// that endpoint only.
@@ -67,9 +80,16 @@ pub fn inbox_prefix(task: &str, endpoint: &str) -> String {
     format!("_INBOX.fedengine.{task}.{endpoint}")
 }
 
-/// The permissions of `endpoint` (a node id or [`COORDINATOR`]) for `task`.
+/// The permissions of `endpoint` (a node id or [`COORDINATOR`]) for `task`, or for every
+/// task with [`ANY_TASK`]. Besides the task's data, a node may take task announcements on
+/// `fedengine.agent.<node>` and answer them; the coordinator may announce to every agent and
+/// answer pings and status queries on `fedengine.coordinator.*`.
 pub fn permissions(task: &str, endpoint: &str) -> Permissions {
-    let stream = stream_name(task);
+    let stream = if task == ANY_TASK {
+        ANY_TASK.to_owned()
+    } else {
+        stream_name(task)
+    };
     let (data, filter) = if endpoint == COORDINATOR {
         (to_subject(task, "*"), format!("fedengine.{task}.from.>"))
     } else {
@@ -85,9 +105,60 @@ pub fn permissions(task: &str, endpoint: &str) -> Permissions {
         format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{endpoint}"),
         format!("$JS.ACK.{stream}.{endpoint}.>"),
     ]);
+    let mut subscribe = vec![format!("{}.>", inbox_prefix(task, endpoint))];
+    if endpoint == COORDINATOR {
+        publish.push("fedengine.agent.*".to_owned());
+        subscribe.push("fedengine.coordinator.*".to_owned());
+    } else {
+        subscribe.push(format!("fedengine.agent.{endpoint}"));
+    }
+    // With `*` for the task, `fedengine.*.from.N` would also cover the clients' stream:
+    // a node may not pose as a client of the coordinator service (submit tasks).
+    let publish_deny = if endpoint == COORDINATOR {
+        Vec::new()
+    } else {
+        vec!["fedengine.clients.>".to_owned()]
+    };
     Permissions {
         publish,
-        subscribe: vec![format!("{}.>", inbox_prefix(task, endpoint))],
+        subscribe,
+        publish_deny,
+        allow_responses: true,
+        ..Permissions::default()
+    }
+}
+
+/// The permissions of a client of the coordinator service (`engine submit|status|logs`):
+/// ping and query the service, talk to it on the clients' stream, read replies to client
+/// endpoints. Clients are trusted operators: they can see each other's sessions, but
+/// neither the coordinator's inboxes nor its consumer.
+pub fn client_permissions() -> Permissions {
+    let s = CLIENTS_STREAM;
+    Permissions {
+        publish: vec![
+            "fedengine.coordinator.*".to_owned(),
+            "fedengine.clients.from.*".to_owned(),
+            format!("$JS.API.STREAM.INFO.{s}"),
+            format!("$JS.API.CONSUMER.INFO.{s}.*"),
+            format!("$JS.API.CONSUMER.CREATE.{s}.*.fedengine.clients.to.*"),
+            format!("$JS.API.CONSUMER.MSG.NEXT.{s}.*"),
+            format!("$JS.ACK.{s}.>"),
+        ],
+        subscribe: vec![
+            "_INBOX.fedengine.control.*.>".to_owned(),
+            "_INBOX.fedengine.clients.*.>".to_owned(),
+        ],
+        publish_deny: vec![
+            format!("fedengine.clients.from.{COORDINATOR}"),
+            format!("$JS.API.CONSUMER.CREATE.{s}.{COORDINATOR}.>"),
+            format!("$JS.API.CONSUMER.MSG.NEXT.{s}.{COORDINATOR}"),
+            format!("$JS.ACK.{s}.{COORDINATOR}.>"),
+        ],
+        subscribe_deny: vec![
+            format!("_INBOX.fedengine.control.{COORDINATOR}.>"),
+            format!("_INBOX.fedengine.clients.{COORDINATOR}.>"),
+        ],
+        allow_responses: false,
     }
 }
 
@@ -124,28 +195,105 @@ pub fn server_config(
     if !valid_name(task) {
         return Err(ConfigError::InvalidName(task.to_owned()));
     }
+    check_users(coordinator_password, nodes, store_dir)?;
+    let mut out = header(
+        &format!("fedengine task `{task}` (stream `{}`)", stream_name(task)),
+        store_dir,
+    );
+    let users: Vec<(&str, &str, Permissions, String)> = std::iter::once((
+        COORDINATOR,
+        coordinator_password,
+    ))
+    .chain(nodes.iter().copied())
+    .map(|(user, password)| {
+        let role = if user == COORDINATOR {
+            "the coordinator: publishes to every node, reads what every node sends".to_owned()
+        } else {
+            format!(
+                "node `{user}`: publishes only its own updates, reads only what is addressed to it"
+            )
+        };
+        (user, password, permissions(task, user), role)
+    })
+    .collect();
+    out.push_str(&users_block(&users));
+    Ok(out)
+}
+
+/// A nats-server configuration for a deployment that runs many tasks: the coordinator
+/// service and each node's agent with the permissions of [`permissions`] for
+/// [`ANY_TASK`] (a node still publishes only its own updates and reads only what is
+/// addressed to it, in every task), and `clients` (user, password) with
+/// [`client_permissions`].
+pub fn deployment_config(
+    coordinator_password: &str,
+    nodes: &[(&str, &str)],
+    clients: &[(&str, &str)],
+    store_dir: Option<&str>,
+) -> Result<String, ConfigError> {
+    let all: Vec<(&str, &str)> = nodes.iter().chain(clients).copied().collect();
+    check_users(coordinator_password, &all, store_dir)?;
+    let mut out = header(
+        "every fedengine task of a deployment (long-running `engine coordinator` and `engine agent`s)",
+        store_dir,
+    );
+    let mut users: Vec<(&str, &str, Permissions, String)> = vec![(
+        COORDINATOR,
+        coordinator_password,
+        permissions(ANY_TASK, COORDINATOR),
+        "the coordinator service: announces tasks to agents, publishes to every node, reads what every node sends".to_owned(),
+    )];
+    for (node, password) in nodes {
+        users.push((
+            node,
+            password,
+            permissions(ANY_TASK, node),
+            format!(
+                "the agent of node `{node}`: in every task, publishes only its own updates and reads only what is addressed to it"
+            ),
+        ));
+    }
+    for (client, password) in clients {
+        users.push((
+            client,
+            password,
+            client_permissions(),
+            format!("`{client}`: submits and follows tasks (engine submit|status|logs)"),
+        ));
+    }
+    out.push_str(&users_block(&users));
+    Ok(out)
+}
+
+fn check_users(
+    coordinator_password: &str,
+    users: &[(&str, &str)],
+    store_dir: Option<&str>,
+) -> Result<(), ConfigError> {
     check_password(COORDINATOR, coordinator_password)?;
     let mut seen = BTreeSet::from([COORDINATOR]);
-    for (node, password) in nodes {
-        if !valid_name(node) {
-            return Err(ConfigError::InvalidName((*node).to_owned()));
+    for (user, password) in users {
+        if !valid_name(user) {
+            return Err(ConfigError::InvalidName((*user).to_owned()));
         }
-        if !seen.insert(*node) {
-            return Err(ConfigError::Duplicate((*node).to_owned()));
+        if !seen.insert(*user) {
+            return Err(ConfigError::Duplicate((*user).to_owned()));
         }
-        check_password(node, password)?;
+        check_password(user, password)?;
     }
     if let Some(dir) = store_dir {
         check_password("store_dir", dir)?;
     }
+    Ok(())
+}
 
+fn header(scope: &str, store_dir: Option<&str>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "# nats-server configuration for fedengine task `{task}` (stream `{}`).\n\
-         # Written by fl_transport::permissions::server_config: one user per endpoint,\n\
-         # everything not allowed below is denied. The rules: config/nats/README.md.\n",
-        stream_name(task)
+        "# nats-server configuration for {scope}.\n\
+         # Written by fl_transport::permissions: one user per endpoint,\n\
+         # everything not allowed below is denied. The rules: config/nats/README.md.\n"
     );
     match store_dir {
         Some(dir) => {
@@ -158,26 +306,47 @@ pub fn server_config(
             );
         }
     }
-    out.push_str("authorization {\n  users = [\n");
-    let users = std::iter::once((COORDINATOR, coordinator_password)).chain(nodes.iter().copied());
-    for (user, password) in users {
-        let p = permissions(task, user);
-        let role = if user == COORDINATOR {
-            "the coordinator: publishes to every node, reads what every node sends".to_owned()
-        } else {
-            format!(
-                "node `{user}`: publishes only its own updates, reads only what is addressed to it"
-            )
-        };
+    out
+}
+
+/// The `authorization` block: each user with a comment, password and permissions.
+fn users_block(users: &[(&str, &str, Permissions, String)]) -> String {
+    let mut out = String::from("authorization {\n  users = [\n");
+    for (user, password, p, role) in users {
+        let mut rules = format!(
+            "        publish: {{\n          allow: [\n{}          ]\n",
+            list(&p.publish)
+        );
+        if !p.publish_deny.is_empty() {
+            let _ = write!(
+                rules,
+                "          deny: [\n{}          ]\n",
+                list(&p.publish_deny)
+            );
+        }
+        let _ = write!(
+            rules,
+            "        }}\n        subscribe: {{\n          allow: [\n{}          ]\n",
+            list(&p.subscribe)
+        );
+        if !p.subscribe_deny.is_empty() {
+            let _ = write!(
+                rules,
+                "          deny: [\n{}          ]\n",
+                list(&p.subscribe_deny)
+            );
+        }
+        rules.push_str("        }\n");
+        if p.allow_responses {
+            rules.push_str("        allow_responses: true\n");
+        }
         let _ = writeln!(
             out,
-            "    # {role}\n    {{\n      user: \"{user}\"\n      password: \"{password}\"\n      permissions: {{\n        publish: {{\n          allow: [\n{}          ]\n        }}\n        subscribe: {{\n          allow: [\n{}          ]\n        }}\n      }}\n    }}",
-            list(&p.publish),
-            list(&p.subscribe)
+            "    # {role}\n    {{\n      user: \"{user}\"\n      password: \"{password}\"\n      permissions: {{\n{rules}      }}\n    }}"
         );
     }
     out.push_str("  ]\n}\n");
-    Ok(out)
+    out
 }
 
 #[cfg(test)]

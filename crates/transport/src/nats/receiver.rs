@@ -146,6 +146,9 @@ impl Receiver {
                     ack_policy: consumer::AckPolicy::Explicit,
                     ack_wait: Duration::from_secs(120),
                     max_ack_pending: 10_000,
+                    // Consumers of endpoints gone for a day are removed by the server; a
+                    // returning endpoint's new consumer reads what is still unacknowledged.
+                    inactive_threshold: Duration::from_secs(24 * 3600),
                     ..Default::default()
                 },
             )

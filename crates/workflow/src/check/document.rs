@@ -205,13 +205,18 @@ impl Checker {
                 Some("`initiator.validation`, or `early_stopping.enabled: false`".to_owned()),
             );
         }
-        if let Some(transport) = &transport {
+        if let Some(transport) = &transport
+            && self.local_files
+        {
             self.check_datasets(&datasets, transport);
         }
-        if let Some((model, at)) = &model {
+        if let Some((model, at)) = &model
+            && self.local_files
+        {
             self.check_model(model, *at);
         }
         if let Some(Some((output, at))) = &output
+            && self.local_files
             && output.exists()
             && !output.is_dir()
         {

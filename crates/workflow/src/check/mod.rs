@@ -90,6 +90,9 @@ pub(crate) struct Checker {
     pub initiator_trains: Option<bool>,
     /// Number of participants, once the list was read (0 when absent).
     pub participant_count: Option<usize>,
+    /// Whether paths are checked against this machine's file system (not for a workflow
+    /// submitted from another machine: its paths are the submitter's and the agents').
+    pub local_files: bool,
 }
 
 impl Checker {

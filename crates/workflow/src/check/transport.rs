@@ -45,7 +45,7 @@ impl Checker {
                         k,
                         "a NATS credentials file, relative to the workflow file",
                     )?;
-                    if !path.is_file() {
+                    if c.local_files && !path.is_file() {
                         let what = if path.exists() {
                             "is not a file"
                         } else {

@@ -1,0 +1,485 @@
+//! The distributed runtime as users run it: a real nats-server on a free port, `engine
+//! coordinator` and one `engine agent` per node as separate OS processes, `engine submit
+//! --nats` following the task. The shipped `workflows/fedavg.yaml` task must end with the
+//! same weights, bit for bit, as the embedded run; a server restart mid-task must not change
+//! them; missing coordinators, agents and wrong credentials must fail fast and say why.
+
+mod common;
+#[path = "../../transport/tests/common/mod.rs"]
+#[allow(dead_code)]
+mod nats;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{repo, zip_entry};
+use fl_transport::permissions::deployment_config;
+use nats::NatsServer;
+
+/// A long-running `engine` process (coordinator or agent), killed on drop.
+struct Daemon {
+    child: Child,
+    name: String,
+    log: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    /// Starts `engine ARGS` and waits until it prints its `ready` line.
+    fn start(name: &str, args: &[&str], dir: &Path) -> Self {
+        let log = dir.join(format!("{name}.log"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
+            .args(args)
+            .current_dir(repo())
+            .env_remove("LD_LIBRARY_PATH")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("engine starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let (ready, wait) = mpsc::channel();
+        let path = log.clone();
+        std::thread::spawn(move || {
+            let mut file = std::fs::File::create(&path).expect("daemon log");
+            let mut ready = Some(ready);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                use std::io::Write;
+                let _ = writeln!(file, "{line}");
+                if line.contains("ready on")
+                    && let Some(ready) = ready.take()
+                {
+                    let _ = ready.send(());
+                }
+            }
+        });
+        let daemon = Self {
+            child,
+            name: name.to_owned(),
+            log,
+        };
+        if wait.recv_timeout(Duration::from_secs(30)).is_err() {
+            panic!("{} is not ready after 30 s:\n{}", name, daemon.output());
+        }
+        daemon
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// The shipped digits FedAvg workflow with its paths made absolute, `max_rounds` replaced
+/// when given, and its output in `out`.
+fn shipped_workflow(dir: &Path, file: &str, out: &Path, max_rounds: Option<u32>) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("workflows/fedavg.yaml")).expect("workflow");
+    let root = repo();
+    let mut text = text
+        .replace("../models/", &format!("{}/models/", root.display()))
+        .replace("../datasets/", &format!("{}/datasets/", root.display()))
+        .replace(
+            "output: ../runs/digits-fedavg",
+            &format!("output: {}", out.display()),
+        );
+    if let Some(rounds) = max_rounds {
+        text = text.replace("max_rounds: 20", &format!("max_rounds: {rounds}"));
+    }
+    let path = dir.join(file);
+    std::fs::write(&path, text).expect("workflow written");
+    path
+}
+
+/// `--user U --password P` for `user` when the federation runs with credentials.
+fn login(credentials: bool, user: &str) -> Vec<String> {
+    if credentials {
+        vec![
+            "--user".into(),
+            user.into(),
+            "--password".into(),
+            format!("pw-{user}"),
+        ]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The coordinator and an agent per node of the shipped workflow; with `credentials`, each
+/// logs in as its own user (see [`deployment_config`]).
+fn start_federation(server: &NatsServer, dir: &Path, credentials: bool) -> Vec<Daemon> {
+    let url = server.url();
+    let coordinator_dir = dir.join("coordinator");
+    let mut args: Vec<String> = vec![
+        "coordinator".into(),
+        "--nats".into(),
+        url.clone(),
+        "--work-dir".into(),
+        coordinator_dir.display().to_string(),
+    ];
+    args.extend(login(credentials, "coordinator"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut daemons = vec![Daemon::start("coordinator", &args, dir)];
+    let data = repo().join("datasets/digits");
+    for (node, data_dir) in [
+        ("initiator", "initiator"),
+        ("site-1", "site-1"),
+        ("site-2", "site-2"),
+        ("site-3", "site-3"),
+    ] {
+        let registered = format!("digits-{data_dir}={}", data.join(data_dir).display());
+        let work = dir.join(format!("agent-{node}"));
+        let mut args: Vec<String> = [
+            "agent",
+            "--nats",
+            &url,
+            "--node",
+            node,
+            "--data",
+            &registered,
+            "--work-dir",
+            work.to_str().expect("utf-8"),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        args.extend(login(credentials, node));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        daemons.push(Daemon::start(node, &args, dir));
+    }
+    daemons
+}
+
+fn engine(args: &[&str]) -> Output {
+    common::engine(args)
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn logs(daemons: &[Daemon]) -> String {
+    daemons
+        .iter()
+        .map(|d| format!("--- {} ---\n{}", d.name, d.output()))
+        .collect()
+}
+
+/// The task id that `engine submit` printed.
+fn task_id(output: &Output) -> String {
+    let all = text(output);
+    all.split("submitted as task `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("no task id in the output:\n{all}"))
+        .to_owned()
+}
+
+#[test]
+fn coordinator_and_agents_as_processes_give_the_embedded_weights_bit_for_bit() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let embedded_out = dir.path().join("embedded");
+    let remote_out = dir.path().join("remote");
+    let embedded = shipped_workflow(dir.path(), "embedded.yaml", &embedded_out, None);
+    let remote = shipped_workflow(dir.path(), "remote.yaml", &remote_out, None);
+
+    let run = engine(&["submit", "--quiet", embedded.to_str().expect("utf-8")]);
+    assert!(run.status.success(), "embedded run:\n{}", text(&run));
+
+    let daemons = start_federation(&server, dir.path(), false);
+    let url = server.url();
+    let submit = engine(&["submit", "--nats", &url, remote.to_str().expect("utf-8")]);
+    assert!(
+        submit.status.success(),
+        "distributed run:\n{}\n{}",
+        text(&submit),
+        logs(&daemons)
+    );
+    assert_eq!(
+        zip_entry(&embedded_out.join("model.zip"), "model.safetensors"),
+        zip_entry(&remote_out.join("model.zip"), "model.safetensors"),
+        "the same seed gives the same weights in separate processes over NATS"
+    );
+
+    // The submitter saw the agents' log lines; the coordinator keeps the whole task log.
+    let task = task_id(&submit);
+    let stdout = String::from_utf8_lossy(&submit.stdout).into_owned();
+    for needle in [
+        "[site-1] INFO joined task",
+        "[site-3] INFO round 1: trained",
+    ] {
+        assert!(stdout.contains(needle), "`{needle}` missing:\n{stdout}");
+    }
+    let status = engine(&["status", "--nats", &url, &task]);
+    assert!(status.status.success(), "{}", text(&status));
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("finished, 20 round(s)"),
+        "{}",
+        text(&status)
+    );
+    let log = engine(&["logs", "--nats", &url, &task]);
+    assert!(log.status.success(), "{}", text(&log));
+    let log_text = String::from_utf8_lossy(&log.stdout);
+    assert!(
+        log_text.contains("[site-2] INFO round 20: trained")
+            && log_text.contains("[coordinator] INFO best round"),
+        "{}",
+        text(&log)
+    );
+    // Each agent keeps its own copy of its lines, and nobody else's.
+    let site_log =
+        std::fs::read_to_string(dir.path().join(format!("agent-site-1/{task}/task.log")))
+            .expect("the agent's task log");
+    assert!(site_log.contains("[site-1]") && !site_log.contains("[site-2]"));
+}
+
+#[test]
+fn a_nats_server_restart_mid_task_changes_nothing() {
+    let mut server = NatsServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let embedded_out = dir.path().join("embedded");
+    let remote_out = dir.path().join("remote");
+    let embedded = shipped_workflow(dir.path(), "embedded.yaml", &embedded_out, Some(8));
+    let remote = shipped_workflow(dir.path(), "remote.yaml", &remote_out, Some(8));
+    let run = engine(&["submit", "--quiet", embedded.to_str().expect("utf-8")]);
+    assert!(run.status.success(), "embedded run:\n{}", text(&run));
+
+    let daemons = start_federation(&server, dir.path(), false);
+    let url = server.url();
+    let submitter = {
+        std::thread::spawn(move || {
+            engine(&[
+                "submit",
+                "--quiet",
+                "--nats",
+                &url,
+                remote.to_str().expect("utf-8"),
+            ])
+        })
+    };
+    // Wait until round 3 is under way, then take the server away for two seconds.
+    let coordinator_dir = dir.path().join("coordinator");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let started = std::fs::read_dir(&coordinator_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|task| {
+                std::fs::read_to_string(task.path().join("task.log"))
+                    .is_ok_and(|log| log.contains("round 3: trained"))
+            });
+        if started {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "round 3 never started:\n{}",
+            logs(&daemons)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    server.restart();
+
+    let submit = submitter.join().expect("submitter");
+    assert!(
+        submit.status.success(),
+        "distributed run with a restart:\n{}\n{}",
+        text(&submit),
+        logs(&daemons)
+    );
+    assert_eq!(
+        zip_entry(&embedded_out.join("model.zip"), "model.safetensors"),
+        zip_entry(&remote_out.join("model.zip"), "model.safetensors"),
+        "a server restart mid-task loses nothing and changes nothing"
+    );
+    assert!(
+        logs(&daemons).contains("reconnecting"),
+        "the processes saw the outage:\n{}",
+        logs(&daemons)
+    );
+}
+
+#[test]
+fn missing_coordinator_missing_agent_and_wrong_credentials_fail_fast_and_say_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let workflow = shipped_workflow(dir.path(), "remote.yaml", &dir.path().join("out"), Some(2));
+    let workflow = workflow.to_str().expect("utf-8");
+
+    // No coordinator on the server.
+    let server = NatsServer::start();
+    let started = Instant::now();
+    let submit = engine(&["submit", "--nats", &server.url(), workflow]);
+    assert!(!submit.status.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    let stderr = String::from_utf8_lossy(&submit.stderr);
+    assert!(
+        stderr.contains("no coordinator answers") && stderr.contains("engine coordinator --nats"),
+        "{}",
+        text(&submit)
+    );
+
+    // A coordinator, but no agent for the nodes: the task fails naming the first node.
+    let _coordinator = Daemon::start(
+        "coordinator",
+        &[
+            "coordinator",
+            "--nats",
+            &server.url(),
+            "--work-dir",
+            dir.path().join("coordinator").to_str().expect("utf-8"),
+        ],
+        dir.path(),
+    );
+    let started = Instant::now();
+    let submit = engine(&["submit", "--nats", &server.url(), workflow]);
+    assert!(!submit.status.success(), "{}", text(&submit));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    let stderr = String::from_utf8_lossy(&submit.stderr);
+    assert!(
+        stderr.contains("no agent serves node `initiator`")
+            && stderr.contains("engine agent --nats"),
+        "{}",
+        text(&submit)
+    );
+
+    // Nothing listens at all.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        listener.local_addr().expect("addr").port()
+    };
+    let started = Instant::now();
+    let submit = engine(&["status", "--nats", &format!("nats://127.0.0.1:{closed}")]);
+    assert!(!submit.status.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        String::from_utf8_lossy(&submit.stderr).contains("check the URL"),
+        "{}",
+        text(&submit)
+    );
+
+    // A server with users: a wrong password is refused, and the message says what to check.
+    let config = fl_transport_config();
+    let secured = NatsServer::start_with_config(&config);
+    let started = Instant::now();
+    let submit = engine(&[
+        "submit",
+        "--nats",
+        &secured.url(),
+        "--user",
+        "coordinator",
+        "--password",
+        "wrong",
+        workflow,
+    ]);
+    assert!(!submit.status.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    let stderr = String::from_utf8_lossy(&submit.stderr);
+    assert!(
+        stderr.contains("refused user `coordinator`") && stderr.contains("--password"),
+        "{}",
+        text(&submit)
+    );
+}
+
+/// Every process logs in as its own user under the shipped deployment permissions (each
+/// node reads only what is addressed to it and publishes only its own updates): the task
+/// runs as without them, and the server saw no permission violation.
+#[test]
+fn the_task_runs_with_a_user_per_process_under_the_deployment_permissions() {
+    let users = [
+        ("initiator", "pw-initiator"),
+        ("site-1", "pw-site-1"),
+        ("site-2", "pw-site-2"),
+        ("site-3", "pw-site-3"),
+    ];
+    let config = deployment_config("pw-coordinator", &users, &[("alice", "pw-alice")], None)
+        .expect("configuration");
+    let server = NatsServer::start_with_config(&config);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let workflow = shipped_workflow(dir.path(), "remote.yaml", &out, Some(3));
+    let daemons = start_federation(&server, dir.path(), true);
+    let submit = engine(&[
+        "submit",
+        "--quiet",
+        "--nats",
+        &server.url(),
+        "--user",
+        "alice",
+        "--password",
+        "pw-alice",
+        workflow.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        submit.status.success(),
+        "{}\n{}\n{}",
+        text(&submit),
+        logs(&daemons),
+        server.log()
+    );
+    assert!(out.join("model.zip").is_file());
+    let status = engine(&[
+        "status",
+        "--nats",
+        &server.url(),
+        "--user",
+        "alice",
+        "--password",
+        "pw-alice",
+    ]);
+    assert!(status.status.success(), "{}", text(&status));
+    assert!(
+        !server.log().to_lowercase().contains("violation"),
+        "a process hit a permissions violation:\n{}",
+        server.log()
+    );
+    // A node's credentials are not a client's: site-1 cannot submit.
+    let refused = engine(&[
+        "submit",
+        "--nats",
+        &server.url(),
+        "--user",
+        "site-1",
+        "--password",
+        "pw-site-1",
+        workflow.to_str().expect("utf-8"),
+    ]);
+    assert!(!refused.status.success(), "{}", text(&refused));
+}
+
+/// A server configuration with one user and password (`coordinator` / `right-password`).
+fn fl_transport_config() -> String {
+    "jetstream {}\nauthorization {\n  users = [\n    { user: \"coordinator\", password: \"right-password\" }\n  ]\n}\n"
+        .to_owned()
+}
