@@ -15,8 +15,10 @@ use fl_tensor::{Body, Envelope, Metrics, Split, TensorSet, Weighting};
 use fl_workflow::{StoppingMetric, Workflow};
 
 use crate::aggregator::{AggregatorActor, BeginRound, Finish, Offer};
+use crate::checkpoint;
 use crate::error::RuntimeError;
 use crate::events::TaskEvent;
+use crate::faults::crash_point;
 use crate::node::send;
 use crate::recorder::Recorder;
 use crate::results::{ParticipantSummary, RoundSummary};
@@ -46,6 +48,8 @@ pub(crate) struct Coordinator {
     pub log: NodeLog,
     pub out: PathBuf,
     pub recorder: Recorder,
+    /// The workflow's digest (checkpoints carry it).
+    pub digest: String,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -319,6 +323,7 @@ impl Coordinator {
                                         .copied(),
                                 });
                                 self.recorder.training(round, &sender, &accepted.metrics, accepted.samples)?;
+                                crash_point("during-aggregation", round);
                                 if let Some(loss) = accepted.metrics.loss {
                                     losses.push((accepted.samples, loss));
                                 }
@@ -443,6 +448,7 @@ impl Coordinator {
         &mut self,
         initial: TensorSet,
         samples: &BTreeMap<String, u64>,
+        resume: Option<checkpoint::Loaded>,
     ) -> Result<Outcome, RuntimeError> {
         let nodes: Vec<String> = self
             .workflow
@@ -463,7 +469,28 @@ impl Coordinator {
         let mut contributed: BTreeMap<String, u32> = BTreeMap::new();
         let mut stopped_early = false;
         let max_rounds = u64::from(self.workflow.max_rounds);
-        for round in 1..=max_rounds {
+        let mut first = 1;
+        if let Some(loaded) = resume {
+            let state = loaded.state;
+            global = Arc::new(loaded.global);
+            best = (loaded.best, state.best_round, state.best_validation);
+            rounds = state.rounds;
+            contributed = state.contributed;
+            stopping = Stopping::restore(
+                self.workflow.early_stopping.metric,
+                self.workflow.early_stopping.patience,
+                state.stopping_best,
+                state.stopping_since,
+            );
+            first = state.round + 1;
+            if early_stopping && stopping.should_stop() && state.round < max_rounds {
+                // The checkpointed round was the one that stopped the task.
+                stopped_early = true;
+                first = max_rounds + 1;
+            }
+        }
+        let workflow_json = serde_json::to_value(&self.workflow).unwrap_or_default();
+        for round in first..=max_rounds {
             let (new_global, mut summary) = self.train_round(round, &global, &nodes).await?;
             for node in &summary.participants {
                 *contributed.entry(node.clone()).or_default() += 1;
@@ -515,6 +542,27 @@ impl Coordinator {
             ));
             self.emit(TaskEvent::RoundFinished(summary.clone()));
             rounds.push(summary);
+            let (stopping_best, stopping_since) = stopping.state();
+            let state = checkpoint::State {
+                version: 1,
+                task_id: self.task_id.clone(),
+                workflow_digest: self.digest.clone(),
+                workflow: workflow_json.clone(),
+                round,
+                best_round: best.1,
+                best_validation: best.2.clone(),
+                stopping_best,
+                stopping_since,
+                rounds: rounds.clone(),
+                contributed: contributed.clone(),
+                samples: samples.clone(),
+                seed: self.workflow.seed,
+                global_digest: global.digest().to_string(),
+                best_digest: best.0.digest().to_string(),
+            };
+            checkpoint::write(&self.out, &state, &global, &best.0)
+                .map_err(|e| RuntimeError::Recover(Box::new(e)))?;
+            crash_point("after-checkpoint", round);
             if early_stopping && stopping.should_stop() && round < max_rounds {
                 self.log.info(format!(
                     "early stopping after round {round}: no better validation {} for {} rounds",

@@ -72,6 +72,9 @@ pub enum RuntimeError {
         /// Why.
         reason: String,
     },
+    /// The task cannot be resumed, or a checkpoint not written.
+    #[error("recover: {0}")]
+    Recover(Box<crate::checkpoint::RecoverError>),
     /// A node's agent is not there, refused the task, or could not set the node up.
     #[error("node `{node}`: {reason}")]
     Agent {

@@ -13,11 +13,13 @@
 
 mod agent;
 mod aggregator;
+mod checkpoint;
 mod client;
 pub mod control;
 mod coordinator;
 mod error;
 pub mod events;
+pub mod faults;
 pub mod node;
 pub mod packager;
 mod recorder;
@@ -28,6 +30,7 @@ mod stopping;
 mod task;
 
 pub use agent::{AgentOptions, run_agent};
+pub use checkpoint::RecoverError;
 pub use client::{Client, ClientError, Submitted};
 pub use error::RuntimeError;
 pub use events::TaskEvent;

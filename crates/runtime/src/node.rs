@@ -129,10 +129,12 @@ impl Handler<TrainRound> for TrainerActor {
                 },
             );
         };
+        crate::faults::crash_point("before-training", msg.report_round);
         let update = self
             .trainer
             .train_round_observed(&msg.global, msg.round, msg.merge_epochs, &mut report)
             .map_err(|e| e.to_string())?;
+        crate::faults::crash_point("after-training", msg.report_round);
         Ok((update, started.elapsed().as_secs_f64()))
     }
 }

@@ -34,11 +34,13 @@ fn scalars(prefix: &str, metrics: Option<&Metrics>) -> Vec<(String, f32)> {
 }
 
 impl Recorder {
-    /// Creates `metrics.json` and a TensorBoard run under `tensorboard_dir` for every node.
+    /// Creates `metrics.json` (or, with `resume`, continues the existing one) and a
+    /// TensorBoard run under `tensorboard_dir` for every node (a new event file in each).
     pub(crate) fn create(
         metrics_path: &Path,
         tensorboard_dir: &Path,
         nodes: impl IntoIterator<Item = impl AsRef<str>>,
+        resume: bool,
     ) -> Result<Self, RuntimeError> {
         let mut tensorboard = BTreeMap::new();
         for node in nodes {
@@ -49,7 +51,12 @@ impl Recorder {
         }
         Ok(Self {
             metrics_path: metrics_path.to_path_buf(),
-            metrics: MetricsFile::create(metrics_path).map_err(|e| output(metrics_path, e))?,
+            metrics: if resume && metrics_path.exists() {
+                MetricsFile::open(metrics_path)
+            } else {
+                MetricsFile::create(metrics_path)
+            }
+            .map_err(|e| output(metrics_path, e))?,
             tensorboard,
         })
     }

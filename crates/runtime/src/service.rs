@@ -298,7 +298,7 @@ fn start(
         .name(thread_name)
         .spawn(move || {
             let system = actix::System::new();
-            let result = system.block_on(run_task(workflow, identity, launch, Some(events)));
+            let result = system.block_on(run_task(workflow, identity, launch, false, Some(events)));
             actix::System::current().stop();
             // Every event is forwarded before the end is announced.
             let _ = forwarding_done.recv_timeout(std::time::Duration::from_secs(10));

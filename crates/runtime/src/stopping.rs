@@ -23,6 +23,26 @@ impl Stopping {
         }
     }
 
+    /// Early stopping as checkpointed: the best score and validated rounds since.
+    pub(crate) fn restore(
+        metric: StoppingMetric,
+        patience: u32,
+        best: Option<f64>,
+        since_best: u32,
+    ) -> Self {
+        Self {
+            metric,
+            patience,
+            best,
+            since_best,
+        }
+    }
+
+    /// The best score and the validated rounds since (for checkpoints).
+    pub(crate) fn state(&self) -> (Option<f64>, u32) {
+        (self.best, self.since_best)
+    }
+
     /// Records a round's validation metrics; returns whether it is the best so far.
     pub(crate) fn observe(&mut self, metrics: &Metrics) -> bool {
         let score = match self.metric {

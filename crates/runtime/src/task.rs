@@ -37,6 +37,9 @@ pub struct RunOptions {
     pub nats: Option<NatsOptions>,
     /// Image decoding threads per node (default 1).
     pub workers: Option<usize>,
+    /// Resume from the output directory's last checkpoint instead of starting over (see
+    /// `checkpoint`): the workflow must be the one checkpointed.
+    pub recover: bool,
 }
 
 /// Hands each endpoint its transport.
@@ -99,7 +102,13 @@ pub fn run_embedded(
         workers: options.workers.unwrap_or(1),
     };
     let system = actix::System::new();
-    let result = system.block_on(run_task(workflow.clone(), identity, launch, events));
+    let result = system.block_on(run_task(
+        workflow.clone(),
+        identity,
+        launch,
+        options.recover,
+        events,
+    ));
     actix::System::current().stop();
     result
 }
@@ -139,25 +148,36 @@ pub(crate) async fn run_task(
     workflow: Workflow,
     identity: TaskIdentity,
     launch: Launch,
+    recover: bool,
     events: Option<Sender<TaskEvent>>,
 ) -> Result<TaskReport, RuntimeError> {
     let out = workflow.output.clone();
     fs::create_dir_all(&out).map_err(|e| output_err(&out, e))?;
-    // A new run starts clean: the artefacts of an earlier run in the same directory (its
-    // spooled updates would otherwise be taken for this run's) are replaced.
-    for stale in ["rounds", "tensorboard"] {
-        let path = out.join(stale);
-        if path.exists() {
-            fs::remove_dir_all(&path).map_err(|e| output_err(&path, e))?;
-        }
-    }
-    for stale in ["task.log", "metrics.json"] {
-        let path = out.join(stale);
-        if path.exists() {
-            fs::remove_file(&path).map_err(|e| output_err(&path, e))?;
-        }
-    }
     let TaskIdentity { task_id, digest } = identity;
+    let resume = if recover {
+        let workflow_json = serde_json::to_value(&workflow).unwrap_or_default();
+        let loaded = crate::checkpoint::load(&out, &digest, &workflow_json)
+            .map_err(|e| RuntimeError::Recover(Box::new(e)))?;
+        // Rounds after the checkpoint run again: their spooled updates go.
+        remove_rounds_after(&out, loaded.state.round)?;
+        Some(loaded)
+    } else {
+        // A new run starts clean: the artefacts of an earlier run in the same directory
+        // (its spooled updates would otherwise be taken for this run's) are replaced.
+        for stale in ["rounds", "tensorboard", "checkpoint"] {
+            let path = out.join(stale);
+            if path.exists() {
+                fs::remove_dir_all(&path).map_err(|e| output_err(&path, e))?;
+            }
+        }
+        for stale in ["task.log", "metrics.json"] {
+            let path = out.join(stale);
+            if path.exists() {
+                fs::remove_file(&path).map_err(|e| output_err(&path, e))?;
+            }
+        }
+        None
+    };
 
     // The task log, mirrored to the event stream.
     let task_log = TaskLog::open(out.join("task.log")).map_err(|e| output_err(&out, e))?;
@@ -170,9 +190,22 @@ pub(crate) async fn run_task(
     let coordinator_log = task_log
         .node(COORDINATOR)
         .map_err(|e| output_err(&out, e))?;
-    coordinator_log.info(format!(
-        "task `{task_id}` starts (workflow digest {digest})"
-    ));
+    match &resume {
+        None => coordinator_log.info(format!(
+            "task `{task_id}` starts (workflow digest {digest})"
+        )),
+        Some(loaded) => coordinator_log.info(format!(
+            "task `{task_id}` resumes after round {} from the {} checkpoint{}",
+            loaded.state.round,
+            loaded.which,
+            loaded
+                .fallback_reason
+                .as_ref()
+                .map_or(String::new(), |why| format!(
+                    " (the latest is unusable: {why})"
+                ))
+        )),
+    }
 
     // The package (a directory or a model.zip).
     let opened =
@@ -294,6 +327,7 @@ pub(crate) async fn run_task(
         &metrics_path,
         &tensorboard_dir,
         nodes.iter().map(|(n, _)| n),
+        resume.is_some(),
     )?;
     let mut coordinator = Coordinator {
         workflow: workflow.clone(),
@@ -305,10 +339,11 @@ pub(crate) async fn run_task(
         log: coordinator_log.clone(),
         out: out.clone(),
         recorder,
+        digest: digest.clone(),
     };
     let node_ids: Vec<String> = nodes.iter().map(|(n, _)| n.clone()).collect();
     let outcome = match coordinator.check_in(&node_ids).await {
-        Ok(samples) => coordinator.run(initial, &samples).await,
+        Ok(samples) => coordinator.run(initial, &samples, resume).await,
         Err(error) => Err(error),
     };
     coordinator.recorder.close();
@@ -369,6 +404,7 @@ pub(crate) async fn run_task(
             .map_or("-".into(), |a| format!("{:.2}%", a * 100.0))
     ));
     let _ = task_log.sync();
+    crate::faults::crash_point("during-packaging", outcome.rounds.len() as u64);
     let packager = SyncArbiter::start(1, || PackagerActor);
     let files = packager
         .send(Package {
@@ -446,4 +482,24 @@ fn node_sources(workflow: &Workflow) -> Vec<(String, DataSources)> {
         ));
     }
     nodes
+}
+
+/// Removes the spooled updates of the rounds after `round` (they run again on recovery).
+fn remove_rounds_after(out: &std::path::Path, round: u64) -> Result<(), RuntimeError> {
+    let rounds = out.join("rounds");
+    let Ok(entries) = fs::read_dir(&rounds) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let number = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("round-"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if number.is_some_and(|n| n > round) {
+            let path = entry.path();
+            fs::remove_dir_all(&path).map_err(|e| output_err(&path, e))?;
+        }
+    }
+    Ok(())
 }

@@ -30,6 +30,11 @@ pub struct SubmitArgs {
     /// Do not show the task log on the console (it is still written to task.log).
     #[arg(long)]
     quiet: bool,
+    /// Resume the task from its last checkpoint in the workflow's output directory (after
+    /// a crash or kill): nothing done is redone, the result is what an uninterrupted run
+    /// gives. The workflow must be unchanged.
+    #[arg(long)]
+    recover: bool,
 }
 
 /// Runs `engine submit`; exits 0 when the task finished, 1 with the reason otherwise.
@@ -47,6 +52,11 @@ pub fn run(args: SubmitArgs) -> Result<ExitCode> {
         (None, Transport::Embedded) => None,
     };
     match nats {
+        Some(_) if args.recover => {
+            bail!(
+                "--recover resumes embedded runs; a distributed task is resumed by restarting its coordinator (not available yet)"
+            )
+        }
         Some((url, workflow_creds)) => {
             let mut credentials = args.credentials.clone();
             if credentials.creds.is_none() && credentials.user.is_none() {
@@ -62,7 +72,11 @@ fn submit_embedded(args: &SubmitArgs, workflow: &Workflow) -> Result<ExitCode> {
     let (sender, receiver) = mpsc::channel();
     let runner = {
         let workflow = workflow.clone();
-        std::thread::spawn(move || run_embedded(&workflow, RunOptions::default(), Some(sender)))
+        let options = RunOptions {
+            recover: args.recover,
+            ..RunOptions::default()
+        };
+        std::thread::spawn(move || run_embedded(&workflow, options, Some(sender)))
     };
     let mut progress = Progress::new(
         u64::from(workflow.max_rounds),

@@ -1,0 +1,37 @@
+//! Named crash points for the recovery tests: a test sets `FEDENGINE_CRASH_AT=POINT` or
+//! `POINT:ROUND` and the process kills itself (SIGKILL, no cleanup) when it reaches that
+//! point. Compiled only into debug builds: a release build has no crash points at all.
+//!
+//! Points: `before-training` and `after-training` (a node, around its local training),
+//! `during-aggregation` (the coordinator, after the round's first update was spooled),
+//! `after-checkpoint` (the coordinator, once the round's checkpoint is written),
+//! `during-packaging` (before `model.zip` is written).
+
+/// The environment variable that arms a crash point.
+pub const CRASH_AT: &str = "FEDENGINE_CRASH_AT";
+
+/// Kills this process if `point` (at `round`) is the armed crash point.
+#[cfg(debug_assertions)]
+pub(crate) fn crash_point(point: &str, round: u64) {
+    let Ok(spec) = std::env::var(CRASH_AT) else {
+        return;
+    };
+    let (name, at) = match spec.split_once(':') {
+        Some((name, round)) => (name, round.parse::<u64>().ok()),
+        None => (spec.as_str(), None),
+    };
+    if name == point && at.is_none_or(|r| r == round) {
+        eprintln!(
+            "fedengine: crash point `{point}` reached in round {round}; killing this process"
+        );
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &std::process::id().to_string()])
+            .status();
+        std::process::abort();
+    }
+}
+
+/// Release builds have no crash points.
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+pub(crate) fn crash_point(_point: &str, _round: u64) {}
