@@ -6,6 +6,7 @@
 //! ```
 
 mod federated;
+mod nats;
 mod report;
 mod training;
 
@@ -28,7 +29,7 @@ struct Args {
     #[arg(long)]
     python: Option<PathBuf>,
     /// Run only these benchmarks (default: all).
-    #[arg(long, value_delimiter = ',', value_parser = ["training", "fedavg"])]
+    #[arg(long, value_delimiter = ',', value_parser = ["training", "fedavg", "nats"])]
     only: Vec<String>,
     #[command(subcommand)]
     internal: Option<Internal>,
@@ -70,6 +71,11 @@ fn main() -> Result<()> {
     if wanted("fedavg") {
         let section = federated::run(&args.root, args.repeats)?;
         report::write_section(&args.root.join("BENCHMARKS.md"), "fedavg", &section)?;
+        println!("{section}");
+    }
+    if wanted("nats") {
+        let section = nats::run(&args.root, args.repeats)?;
+        report::write_section(&args.root.join("BENCHMARKS.md"), "nats", &section)?;
         println!("{section}");
     }
     Ok(())
