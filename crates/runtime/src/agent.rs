@@ -5,8 +5,10 @@
 //! names them, or gives one of the registered directories as a path, and nothing else on
 //! the machine can be asked for. Only weights, metrics and log lines leave it.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +22,37 @@ use crate::control::{self, Announce, AnnounceReply, CONTROL_TASK, DataRef};
 use crate::error::RuntimeError;
 use crate::node::{DataSources, send, start_node};
 use crate::remote::{RemoteOptions, write_package_files};
+use serde::{Deserialize, Serialize};
 
 /// How long an accepted task may take to send the node its setup.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What an agent keeps of a task it hosts (`<work_dir>/<task>/hosting.json`, beside the
+/// package copy), so that after a restart with `--recover` it rejoins the task; removed when
+/// the task ends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Hosting {
+    train: Option<PathBuf>,
+    validation: Option<PathBuf>,
+    test: Option<PathBuf>,
+    labels: Vec<String>,
+    options: String,
+}
+
+const HOSTING_FILE: &str = "hosting.json";
+
+impl Hosting {
+    fn sources(&self) -> DataSources {
+        DataSources {
+            train: self.train.clone(),
+            validation: self.validation.clone(),
+            test: self.test.clone(),
+        }
+    }
+}
+
+/// The tasks this agent hosts now.
+type Active = Rc<RefCell<BTreeSet<String>>>;
 
 /// What an agent serves, and where.
 #[derive(Debug, Clone)]
@@ -136,15 +166,24 @@ impl AgentOptions {
 }
 
 /// Runs the agent until the process is stopped; `on_ready` is called once it listens for
-/// tasks (after connecting and subscribing).
-pub fn run_agent(options: AgentOptions, on_ready: impl FnOnce()) -> Result<(), RuntimeError> {
+/// tasks (after connecting and subscribing). With `recover`, it first rejoins the tasks it
+/// hosted when it stopped (those whose `hosting.json` is still in the work directory).
+pub fn run_agent(
+    options: AgentOptions,
+    recover: bool,
+    on_ready: impl FnOnce(),
+) -> Result<(), RuntimeError> {
     let system = actix::System::new();
-    let result = system.block_on(serve(options, on_ready));
+    let result = system.block_on(serve(options, recover, on_ready));
     actix::System::current().stop();
     result
 }
 
-async fn serve(options: AgentOptions, on_ready: impl FnOnce()) -> Result<(), RuntimeError> {
+async fn serve(
+    options: AgentOptions,
+    recover: bool,
+    on_ready: impl FnOnce(),
+) -> Result<(), RuntimeError> {
     let mut control_options = options.nats.clone();
     control_options.task = CONTROL_TASK.to_owned();
     control_options.endpoint = options.node.clone();
@@ -156,6 +195,22 @@ async fn serve(options: AgentOptions, on_ready: impl FnOnce()) -> Result<(), Run
         .serve(&subject)
         .await
         .map_err(|e| RuntimeError::Transport(e.to_string()))?;
+    let active: Active = Rc::default();
+    for (task_id, hosting) in left_over(&options.work_dir) {
+        if recover {
+            tracing::info!(task = %task_id, "rejoining a task hosted before the restart");
+            active.borrow_mut().insert(task_id.clone());
+            actix::spawn(host_task(
+                options.clone(),
+                task_id,
+                hosting.sources(),
+                Some(hosting),
+                active.clone(),
+            ));
+        } else {
+            tracing::warn!(task = %task_id, "a task hosted before the restart is not rejoined (start with --recover to rejoin it)");
+        }
+    }
     tracing::info!(node = %options.node, %subject, "agent ready");
     on_ready();
     while let Some(request) = requests.next().await {
@@ -163,8 +218,22 @@ async fn serve(options: AgentOptions, on_ready: impl FnOnce()) -> Result<(), Run
             Err(reason) => AnnounceReply::Refused { reason },
             Ok(announce) => match options.accept(&announce) {
                 Ok((sources, labels)) => {
-                    tracing::info!(task = %announce.task_id, "accepted a task");
-                    actix::spawn(host_task(options.clone(), announce.task_id, sources));
+                    let task_id = announce.task_id;
+                    if active.borrow().contains(&task_id) {
+                        // A restarted coordinator announces its task again: the node is
+                        // still here, and checks in again when it gets the setup.
+                        tracing::info!(task = %task_id, "the coordinator announced a task this agent hosts");
+                    } else {
+                        tracing::info!(task = %task_id, "accepted a task");
+                        active.borrow_mut().insert(task_id.clone());
+                        actix::spawn(host_task(
+                            options.clone(),
+                            task_id,
+                            sources,
+                            None,
+                            active.clone(),
+                        ));
+                    }
                     AnnounceReply::Accepted { labels }
                 }
                 Err(reason) => {
@@ -178,8 +247,32 @@ async fn serve(options: AgentOptions, on_ready: impl FnOnce()) -> Result<(), Run
     Ok(())
 }
 
-/// Hosts the node for one task until the coordinator says stop.
-async fn host_task(options: AgentOptions, task_id: String, sources: DataSources) {
+/// The tasks whose `hosting.json` is in `work_dir` (hosted when the agent stopped).
+fn left_over(work_dir: &Path) -> Vec<(String, Hosting)> {
+    let Ok(entries) = std::fs::read_dir(work_dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(String, Hosting)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let task = entry.file_name().to_str()?.to_owned();
+            let bytes = std::fs::read(entry.path().join(HOSTING_FILE)).ok()?;
+            Some((task, serde_json::from_slice(&bytes).ok()?))
+        })
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+}
+
+/// Hosts the node for one task until the coordinator says stop; `resumed` is what was kept
+/// of a task hosted before a restart.
+async fn host_task(
+    options: AgentOptions,
+    task_id: String,
+    sources: DataSources,
+    resumed: Option<Hosting>,
+    active: Active,
+) {
     let node = options.node.clone();
     let mut nats = options.nats.clone();
     nats.task = task_id.clone();
@@ -188,6 +281,7 @@ async fn host_task(options: AgentOptions, task_id: String, sources: DataSources)
         Ok(transport) => transport,
         Err(error) => {
             tracing::error!(task = %task_id, %error, "cannot join the task's stream");
+            active.borrow_mut().remove(&task_id);
             return;
         }
     };
@@ -203,7 +297,8 @@ async fn host_task(options: AgentOptions, task_id: String, sources: DataSources)
             Body::Failed { reason },
         );
     };
-    match hosted(&options, &task_id, &sources, shared.clone()).await {
+    let dir = options.work_dir.join(&task_id);
+    match hosted(&options, &task_id, &sources, resumed, shared.clone()).await {
         Ok(Some(address)) => {
             while address.connected() {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -213,6 +308,9 @@ async fn host_task(options: AgentOptions, task_id: String, sources: DataSources)
         Ok(None) => tracing::info!(task = %task_id, "stopped before it started"),
         Err(reason) => fail(reason),
     }
+    // The task is over for this node: nothing to rejoin after a restart.
+    let _ = std::fs::remove_file(dir.join(HOSTING_FILE));
+    active.borrow_mut().remove(&task_id);
     if tokio::time::timeout(Duration::from_secs(10), transport.flush())
         .await
         .is_err()
@@ -221,11 +319,13 @@ async fn host_task(options: AgentOptions, task_id: String, sources: DataSources)
     }
 }
 
-/// Waits for the setup and starts the node; `None` when the task was stopped first.
+/// Waits for the setup (unless resumed) and starts the node; `None` when the task was
+/// stopped first.
 async fn hosted(
     options: &AgentOptions,
     task_id: &str,
     sources: &DataSources,
+    resumed: Option<Hosting>,
     transport: Arc<dyn Transport>,
 ) -> Result<Option<actix::Addr<crate::node::NodeActor>>, String> {
     let node = &options.node;
@@ -252,33 +352,56 @@ async fn hosted(
     }
     let log = task_log.node(node.as_str()).map_err(|e| e.to_string())?;
     let mut inbox = transport.open(node).map_err(|e| e.to_string())?;
-    let Some((files, labels, remote)) =
-        tokio::time::timeout(SETUP_TIMEOUT, setup(&mut inbox, task_id))
-            .await
-            .map_err(|_| format!("no setup arrived within {} s", SETUP_TIMEOUT.as_secs()))?
-    else {
-        return Ok(None);
-    };
     let package_dir = dir.join("package");
-    if package_dir.exists() {
-        std::fs::remove_dir_all(&package_dir)
-            .map_err(|e| format!("removing {}: {e}", package_dir.display()))?;
-    }
-    write_package_files(&package_dir, &files)?;
+    let hosting = match resumed {
+        Some(hosting) => {
+            log.warn(format!(
+                "rejoined task `{task_id}` after a restart of the agent"
+            ));
+            hosting
+        }
+        None => {
+            let Some((files, labels, remote)) =
+                tokio::time::timeout(SETUP_TIMEOUT, setup(&mut inbox, task_id))
+                    .await
+                    .map_err(|_| {
+                        format!("no setup arrived within {} s", SETUP_TIMEOUT.as_secs())
+                    })?
+            else {
+                return Ok(None);
+            };
+            if package_dir.exists() {
+                std::fs::remove_dir_all(&package_dir)
+                    .map_err(|e| format!("removing {}: {e}", package_dir.display()))?;
+            }
+            write_package_files(&package_dir, &files)?;
+            let hosting = Hosting {
+                train: sources.train.clone(),
+                validation: sources.validation.clone(),
+                test: sources.test.clone(),
+                labels,
+                options: remote,
+            };
+            let path = dir.join(HOSTING_FILE);
+            let bytes = serde_json::to_vec_pretty(&hosting).map_err(|e| e.to_string())?;
+            std::fs::write(&path, bytes).map_err(|e| format!("writing {}: {e}", path.display()))?;
+            log.info(format!(
+                "joined task `{task_id}` with its {} data",
+                describe(sources)
+            ));
+            hosting
+        }
+    };
     let opened = OpenedPackage::open(&package_dir, &fl_torch::builtin_catalog())
         .map_err(|e| format!("the task's model package: {e}"))?;
     let remote: RemoteOptions =
-        serde_json::from_str(&remote).map_err(|e| format!("the task's options: {e}"))?;
-    log.info(format!(
-        "joined task `{task_id}` with its {} data",
-        describe(sources)
-    ));
+        serde_json::from_str(&hosting.options).map_err(|e| format!("the task's options: {e}"))?;
     let address = start_node(
         node,
         task_id,
         &opened.package,
-        sources.clone(),
-        &labels,
+        hosting.sources(),
+        &hosting.labels,
         &remote.trainer_options(options.workers),
         transport,
         inbox,

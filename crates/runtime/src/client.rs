@@ -19,7 +19,10 @@ use crate::service::FromClient;
 /// How long the coordinator has to answer a ping or a status query.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Silence after which the client checks that the coordinator is still there.
-const LIVENESS_INTERVAL: Duration = Duration::from_secs(30);
+const LIVENESS_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a submitter waits for a coordinator that stopped answering to come back (a
+/// coordinator restarted with `--recover` resumes the task).
+const RETURN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +71,16 @@ pub struct Client {
     control: ControlConnection,
     nats: NatsOptions,
     id: String,
+    /// The service instance last seen answering a ping.
+    instance: std::sync::Mutex<String>,
+}
+
+/// What waiting for the coordinator gave.
+enum Next {
+    /// A message.
+    Message(ClientMessage),
+    /// The coordinator answers again, but is another run of the service (it restarted).
+    Restarted,
 }
 
 /// What a submission ended with.
@@ -105,8 +118,10 @@ impl Client {
             control,
             nats: nats.clone(),
             id,
+            instance: std::sync::Mutex::new(String::new()),
         };
-        client.ping()?;
+        let pong = client.ping()?;
+        client.seen(&pong.instance);
         Ok(client)
     }
 
@@ -118,6 +133,17 @@ impl Client {
             ANSWER_TIMEOUT,
         ));
         self.answer(answer)
+    }
+
+    /// Records the instance that answered; whether it differs from the one seen before.
+    fn seen(&self, instance: &str) -> bool {
+        let mut seen = self
+            .instance
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let changed = !seen.is_empty() && *seen != instance;
+        *seen = instance.to_owned();
+        changed
     }
 
     /// Every task the coordinator knows.
@@ -171,24 +197,31 @@ impl Client {
             .map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
-    /// The next message from the coordinator; checks that it is still there when it has
-    /// been silent for a while.
-    fn next(&self, inbox: &mut Inbox) -> Result<ClientMessage, ClientError> {
+    /// The next message from the coordinator; checks that it is still there (and the same
+    /// run of the service) when it has been silent for a while.
+    fn next(&self, inbox: &mut Inbox) -> Result<Next, ClientError> {
         loop {
             let received = self
                 .runtime
                 .block_on(async { tokio::time::timeout(LIVENESS_INTERVAL, inbox.recv()).await });
             match received {
-                Ok(Some(bytes)) => return control::decode(&bytes).map_err(ClientError::Protocol),
+                Ok(Some(bytes)) => {
+                    return control::decode(&bytes)
+                        .map(Next::Message)
+                        .map_err(ClientError::Protocol);
+                }
                 Ok(None) => return Err(ClientError::Protocol("the connection closed".into())),
                 Err(_) => {
-                    self.ping().map_err(|e| match e {
+                    let pong = self.ping().map_err(|e| match e {
                         ClientError::NoCoordinator { url, .. } => ClientError::NoCoordinator {
                             url,
                             detail: " (it stopped answering while the task ran; `engine status` shows what it knows once it is back)".into(),
                         },
                         other => other,
                     })?;
+                    if self.seen(&pong.instance) {
+                        return Ok(Next::Restarted);
+                    }
                 }
             }
         }
@@ -230,10 +263,43 @@ impl Client {
                 package,
             },
         )?;
+        let mut task_id: Option<String> = None;
         loop {
-            let message = self.next(&mut inbox)?;
+            let message = match (self.next(&mut inbox), &task_id) {
+                (Err(ClientError::NoCoordinator { .. }), Some(id)) => {
+                    tracing::warn!(
+                        "the coordinator stopped answering; waiting up to {} s for it to come back and resume task `{id}`",
+                        RETURN_TIMEOUT.as_secs()
+                    );
+                    self.wait_for_coordinator()?;
+                    tracing::warn!("the coordinator is back; following task `{id}` again");
+                    self.ask(
+                        &transport,
+                        ClientRequest::Follow {
+                            task_id: id.clone(),
+                        },
+                    )?;
+                    continue;
+                }
+                (Ok(Next::Restarted), Some(id)) => {
+                    tracing::warn!("the coordinator restarted; following task `{id}` again");
+                    self.ask(
+                        &transport,
+                        ClientRequest::Follow {
+                            task_id: id.clone(),
+                        },
+                    )?;
+                    continue;
+                }
+                (Ok(Next::Restarted), None) => continue,
+                (message, _) => match message? {
+                    Next::Message(message) => message,
+                    Next::Restarted => continue,
+                },
+            };
             on_message(&message);
             match message {
+                ClientMessage::Accepted { task_id: id } => task_id = Some(id),
                 ClientMessage::Refused { reason } => return Err(ClientError::Refused(reason)),
                 ClientMessage::Ended {
                     status,
@@ -260,6 +326,32 @@ impl Client {
         }
     }
 
+    /// Pings until the coordinator answers, at most [`RETURN_TIMEOUT`].
+    fn wait_for_coordinator(&self) -> Result<(), ClientError> {
+        let deadline = std::time::Instant::now() + RETURN_TIMEOUT;
+        loop {
+            match self.ping() {
+                Ok(pong) => {
+                    self.seen(&pong.instance);
+                    return Ok(());
+                }
+                Err(error) if std::time::Instant::now() >= deadline => {
+                    return Err(match error {
+                        ClientError::NoCoordinator { url, .. } => ClientError::NoCoordinator {
+                            url,
+                            detail: format!(
+                                " (it stopped answering while the task ran and did not come back within {} s; `engine status` shows what it knows once it is back)",
+                                RETURN_TIMEOUT.as_secs()
+                            ),
+                        },
+                        other => other,
+                    });
+                }
+                Err(_) => std::thread::sleep(Duration::from_secs(1)),
+            }
+        }
+    }
+
     /// Calls `on_message` with a task's log so far and, with `follow`, everything until it
     /// ends; returns its status.
     pub fn logs(
@@ -277,7 +369,11 @@ impl Client {
             },
         )?;
         loop {
-            let message = self.next(&mut inbox)?;
+            let Next::Message(message) = self.next(&mut inbox)? else {
+                return Err(ClientError::Protocol(
+                    "the coordinator restarted; run the command again".into(),
+                ));
+            };
             on_message(&message);
             match message {
                 ClientMessage::Refused { reason } => return Err(ClientError::Refused(reason)),

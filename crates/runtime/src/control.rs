@@ -115,6 +115,10 @@ pub struct Pong {
     pub version: String,
     /// Tasks running now.
     pub running: usize,
+    /// Identifies this run of the service: a client that sees it change knows the service
+    /// restarted (and follows its task again).
+    #[serde(default)]
+    pub instance: String,
 }
 
 /// Where a task is.
@@ -170,6 +174,12 @@ pub enum ClientRequest {
         path: String,
         /// The model package's files.
         package: Vec<PackageFile>,
+    },
+    /// Follow a task to its end and get its result files (a submitter whose coordinator
+    /// restarted).
+    Follow {
+        /// The task.
+        task_id: String,
     },
     /// Send a task's log so far and, with `follow`, its events until it ends.
     Logs {

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use actix::Addr;
 use fl_telemetry::NodeLog;
-use fl_tensor::{Body, Envelope, Metrics, Split, TensorSet, Weighting};
+use fl_tensor::{Body, Envelope, Metrics, Split, TensorSet};
 use fl_workflow::{StoppingMetric, Workflow};
 
-use crate::aggregator::{AggregatorActor, BeginRound, Finish, Offer};
+use crate::aggregator::AggregatorActor;
 use crate::checkpoint;
 use crate::error::RuntimeError;
 use crate::events::TaskEvent;
@@ -61,22 +61,22 @@ impl std::fmt::Debug for Coordinator {
 }
 
 /// A decoded message at the coordinator.
-struct Incoming {
-    sender: String,
-    round: u64,
-    body: Body,
-    bytes: Vec<u8>,
+pub(crate) struct Incoming {
+    pub sender: String,
+    pub round: u64,
+    pub body: Body,
+    pub bytes: Vec<u8>,
 }
 
 impl Coordinator {
-    fn emit(&self, event: TaskEvent) {
+    pub(crate) fn emit(&self, event: TaskEvent) {
         if let Some(events) = &self.events {
             let _ = events.send(event);
         }
     }
 
     /// The next decodable message, or `None` when `deadline` passes (or the transport closed).
-    async fn next(&mut self, deadline: Option<Instant>) -> Option<Incoming> {
+    pub(crate) async fn next(&mut self, deadline: Option<Instant>) -> Option<Incoming> {
         loop {
             let bytes = match deadline {
                 None => self.inbox.recv().await?,
@@ -127,7 +127,7 @@ impl Coordinator {
         }
     }
 
-    fn deadline(limit: Option<Duration>) -> Option<Instant> {
+    pub(crate) fn deadline(limit: Option<Duration>) -> Option<Instant> {
         limit.map(|d| Instant::now() + d)
     }
 
@@ -175,7 +175,7 @@ impl Coordinator {
         Ok(seen)
     }
 
-    fn broadcast(&self, to: &str, round: u64, global: &TensorSet) {
+    pub(crate) fn broadcast(&self, to: &str, round: u64, global: &TensorSet) {
         send(
             &*self.transport,
             &self.task_id,
@@ -217,6 +217,25 @@ impl Coordinator {
                     ),
                 });
             };
+            if matches!(message.body, Body::Hello { .. }) && message.sender == node {
+                // The node restarted (its agent was restarted): it lost the request.
+                self.log.warn(format!(
+                    "round {round}: `{node}` rejoined; asking it again for the {split:?} metrics"
+                ));
+                self.broadcast(&node, round, global);
+                send(
+                    &*self.transport,
+                    &self.task_id,
+                    COORDINATOR,
+                    &node,
+                    round,
+                    Body::Evaluate {
+                        digest: global.digest(),
+                        split,
+                    },
+                );
+                continue;
+            }
             if message.sender != node || message.round != round {
                 self.log.warn(format!(
                     "round {round}: ignored a late `{}` message from `{}` (round {})",
@@ -239,208 +258,6 @@ impl Coordinator {
                 )),
             }
         }
-    }
-
-    /// Runs one round's training until the quorum's updates are aggregated, retrying a
-    /// bounded number of times. Returns the new global weights and the round's summary.
-    async fn train_round(
-        &mut self,
-        round: u64,
-        global: &Arc<TensorSet>,
-        nodes: &[String],
-    ) -> Result<(TensorSet, RoundSummary), RuntimeError> {
-        let started = Instant::now();
-        let quorum = self.workflow.quorum as usize;
-        let weighting = match self.workflow.aggregation.weighting {
-            fl_workflow::Weighting::Samples => Weighting::Samples,
-            fl_workflow::Weighting::Uniform => Weighting::Uniform,
-        };
-        let attempts = self.workflow.round_retries + 1;
-        for attempt in 1..=attempts {
-            let spool_dir = self
-                .out
-                .join("rounds")
-                .join(format!("round-{round:05}"))
-                .join(format!("attempt-{attempt}"));
-            self.aggregator
-                .send(BeginRound {
-                    global: global.clone(),
-                    task_id: self.task_id.clone(),
-                    round,
-                    expected: nodes.to_vec(),
-                    weighting,
-                    spool_dir,
-                })
-                .await
-                .map_err(|e| RuntimeError::Transport(e.to_string()))?
-                .map_err(RuntimeError::Transport)?;
-            self.emit(TaskEvent::RoundStarted {
-                round,
-                attempt,
-                nodes: nodes.to_vec(),
-                max_rounds: u64::from(self.workflow.max_rounds),
-            });
-            for node in nodes {
-                self.broadcast(node, round, global);
-                send(
-                    &*self.transport,
-                    &self.task_id,
-                    COORDINATOR,
-                    node,
-                    round,
-                    Body::Train {
-                        digest: global.digest(),
-                        merge_epochs: self.workflow.merge_epochs,
-                    },
-                );
-            }
-            let deadline = Self::deadline(self.workflow.timeouts.calculation.limit());
-            let mut answered: BTreeMap<String, bool> = BTreeMap::new();
-            let mut losses: Vec<(u64, f64)> = Vec::new();
-            while answered.len() < nodes.len() {
-                let Some(message) = self.next(deadline).await else {
-                    break;
-                };
-                let sender = message.sender.clone();
-                match message.body {
-                    Body::Update { .. } => {
-                        let result = self
-                            .aggregator
-                            .send(Offer(message.bytes))
-                            .await
-                            .map_err(|e| RuntimeError::Transport(e.to_string()))?;
-                        match result {
-                            Ok(accepted) => {
-                                self.emit(TaskEvent::UpdateAccepted {
-                                    round,
-                                    node: sender.clone(),
-                                    samples: accepted.samples,
-                                    loss: accepted.metrics.loss,
-                                    train_seconds: accepted
-                                        .metrics
-                                        .extra
-                                        .get(crate::node::TRAIN_SECONDS)
-                                        .copied(),
-                                });
-                                self.recorder.training(round, &sender, &accepted.metrics, accepted.samples)?;
-                                crash_point("during-aggregation", round);
-                                if let Some(loss) = accepted.metrics.loss {
-                                    losses.push((accepted.samples, loss));
-                                }
-                                answered.insert(sender, true);
-                            }
-                            Err(rejection) if message.round != round => self.log.warn(format!(
-                                "round {round}: ignored a late update from `{sender}` (round {}): {rejection}",
-                                message.round
-                            )),
-                            Err(rejection) => {
-                                self.log.warn(format!(
-                                    "round {round}: rejected the update from `{sender}`: {rejection}"
-                                ));
-                                self.emit(TaskEvent::UpdateRejected {
-                                    round,
-                                    node: sender.clone(),
-                                    reason: rejection.to_string(),
-                                });
-                                if nodes.contains(&sender) {
-                                    answered.insert(sender, false);
-                                }
-                            }
-                        }
-                    }
-                    Body::Progress {
-                        epoch,
-                        epochs,
-                        loss,
-                    } if message.round == round => self.emit(TaskEvent::EpochFinished {
-                        round,
-                        node: sender,
-                        epoch,
-                        epochs,
-                        loss,
-                    }),
-                    Body::Failed { reason }
-                        if message.round == round && nodes.contains(&sender) =>
-                    {
-                        self.log
-                            .warn(format!("round {round}: `{sender}` failed: {reason}"));
-                        self.emit(TaskEvent::Dropped {
-                            round,
-                            node: sender.clone(),
-                            reason,
-                        });
-                        answered.insert(sender, false);
-                    }
-                    other => self.log.warn(format!(
-                        "round {round}: ignored a `{}` message from `{sender}` (round {})",
-                        other.kind(),
-                        message.round
-                    )),
-                }
-            }
-            let accepted: Vec<String> = answered
-                .iter()
-                .filter(|(_, ok)| **ok)
-                .map(|(n, _)| n.clone())
-                .collect();
-            let dropped: Vec<String> = nodes
-                .iter()
-                .filter(|n| !accepted.contains(n))
-                .cloned()
-                .collect();
-            for node in dropped.iter().filter(|n| !answered.contains_key(*n)) {
-                let reason = format!(
-                    "no update within the calculation timeout ({})",
-                    self.workflow.timeouts.calculation
-                );
-                self.log
-                    .warn(format!("round {round}: `{node}` left out: {reason}"));
-                self.emit(TaskEvent::Dropped {
-                    round,
-                    node: node.clone(),
-                    reason,
-                });
-            }
-            if accepted.len() >= quorum {
-                let new_global = self
-                    .aggregator
-                    .send(Finish)
-                    .await
-                    .map_err(|e| RuntimeError::Transport(e.to_string()))?
-                    .map_err(RuntimeError::Transport)?;
-                let total: u64 = losses.iter().map(|(n, _)| n).sum();
-                let train_loss = (total > 0)
-                    .then(|| losses.iter().map(|(n, l)| *n as f64 * l).sum::<f64>() / total as f64);
-                return Ok((
-                    new_global,
-                    RoundSummary {
-                        round,
-                        participants: accepted,
-                        dropped,
-                        train_loss,
-                        validation_accuracy: None,
-                        test_accuracy: None,
-                        seconds: started.elapsed().as_secs_f64(),
-                    },
-                ));
-            }
-            if attempt < attempts {
-                self.log.warn(format!(
-                    "round {round}: {} of the {quorum} updates the quorum needs; retrying (attempt {} of {attempts})",
-                    accepted.len(),
-                    attempt + 1
-                ));
-            } else {
-                return Err(RuntimeError::NoQuorum {
-                    round,
-                    accepted: accepted.len(),
-                    quorum,
-                    attempts,
-                    missing: dropped.join(", "),
-                });
-            }
-        }
-        unreachable!("the last attempt returns")
     }
 
     /// Runs every round from `initial`; returns what the Packager needs.

@@ -25,6 +25,7 @@ pub mod packager;
 mod recorder;
 mod remote;
 pub mod results;
+mod round;
 mod service;
 mod stopping;
 mod task;

@@ -478,6 +478,19 @@ impl Handler<Inbound> for NodeActor {
                 );
             }
             Body::Stop { .. } => ctx.stop(),
+            // A restarted coordinator sets the task up again: this node already is, and says
+            // so by checking in again.
+            Body::Setup { .. } => {
+                let (train, validation, test) = self.counts;
+                self.reply(
+                    0,
+                    Body::Hello {
+                        train,
+                        validation,
+                        test,
+                    },
+                );
+            }
             other => self
                 .log
                 .warn(format!("ignored an unexpected `{}` message", other.kind())),

@@ -41,15 +41,29 @@ pub struct ServiceOptions {
     pub nats: NatsOptions,
     /// Each task's directory goes under it.
     pub work_dir: PathBuf,
+    /// Resume the tasks that were running when the service stopped (from their last
+    /// checkpoint); without it they are marked failed.
+    pub recover: bool,
 }
+
+/// What the service keeps of a submission, to resume its task (`submission.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Submission {
+    /// The workflow file's path on the submitter's machine.
+    path: String,
+    /// The workflow's digest.
+    digest: String,
+}
+
+const SUBMISSION_FILE: &str = "submission.json";
 
 /// The status file in each task's directory.
 const STATUS_FILE: &str = "status.json";
 
 struct Entry {
     status: TaskStatus,
-    /// Clients following the task, the submitter first.
-    watchers: Vec<String>,
+    /// Clients following the task, and whether each gets the result files at the end.
+    watchers: Vec<(String, bool)>,
 }
 
 type Tasks = Arc<Mutex<BTreeMap<String, Entry>>>;
@@ -103,7 +117,29 @@ async fn serve(options: ServiceOptions, on_ready: impl FnOnce()) -> Result<(), R
         .serve(STATUS_SUBJECT)
         .await
         .map_err(|e| transport_err(&e))?;
-    let tasks: Tasks = Arc::new(Mutex::new(earlier_tasks(&options.work_dir)));
+    let instance = format!("{}-{:x}", std::process::id(), now_ms());
+    let (earlier, interrupted) = earlier_tasks(&options.work_dir, options.recover);
+    let tasks: Tasks = Arc::new(Mutex::new(earlier));
+    for task_id in interrupted {
+        match resubmit(&options, &task_id) {
+            Ok((workflow, identity)) => {
+                let recover = crate::checkpoint::dir(&workflow.output).exists();
+                tracing::info!(task = %task_id, recover, "resuming a task that was running when the service stopped");
+                start(
+                    &options, &control, &clients, &tasks, workflow, identity, recover,
+                );
+            }
+            Err(reason) => {
+                tracing::error!(task = %task_id, %reason, "cannot resume the task");
+                if let Some(entry) = lock(&tasks).get_mut(&task_id) {
+                    entry.status.state = TaskState::Failed {
+                        reason: format!("could not be resumed: {reason}"),
+                    };
+                    save_status(Path::new(&entry.status.output), &entry.status);
+                }
+            }
+        }
+    }
     tracing::info!(url = %options.nats.url, work_dir = %options.work_dir.display(), "coordinator ready");
     on_ready();
     loop {
@@ -113,7 +149,7 @@ async fn serve(options: ServiceOptions, on_ready: impl FnOnce()) -> Result<(), R
                     .values()
                     .filter(|e| matches!(e.status.state, TaskState::Running { .. }))
                     .count();
-                let pong = Pong { version: env!("CARGO_PKG_VERSION").to_owned(), running };
+                let pong = Pong { version: env!("CARGO_PKG_VERSION").to_owned(), running, instance: instance.clone() };
                 control.respond(&request, control::encode(&pong)).await;
             }
             Some(request) = statuses.next() => {
@@ -167,7 +203,7 @@ fn handle(
                     identity.task_id.clone(),
                     Entry {
                         status,
-                        watchers: vec![client.clone()],
+                        watchers: vec![(client.clone(), true)],
                     },
                 );
                 tracing::info!(task = %identity.task_id, %client, "task submitted");
@@ -178,10 +214,38 @@ fn handle(
                         task_id: identity.task_id.clone(),
                     },
                 );
-                start(options, control, clients, tasks, workflow, identity);
+                start(options, control, clients, tasks, workflow, identity, false);
             }
             Err(reason) => reply(clients, &client, &ClientMessage::Refused { reason }),
         },
+        ClientRequest::Follow { task_id } => {
+            let mut tasks = lock(tasks);
+            let Some(entry) = tasks.get_mut(&task_id) else {
+                reply(
+                    clients,
+                    &client,
+                    &ClientMessage::Refused {
+                        reason: format!(
+                            "no task `{task_id}` on this coordinator (see `engine status`)"
+                        ),
+                    },
+                );
+                return;
+            };
+            if matches!(entry.status.state, TaskState::Running { .. }) {
+                entry.watchers.push((client, true));
+            } else {
+                let status = entry.status.clone();
+                let dir = PathBuf::from(&status.output);
+                let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_default();
+                let ended = ClientMessage::Ended {
+                    model_zip: read("model.zip"),
+                    report_zip: read("report.zip"),
+                    status,
+                };
+                reply(clients, &client, &ended);
+            }
+        }
         ClientRequest::Logs { task_id, follow } => {
             let mut tasks = lock(tasks);
             let Some(entry) = tasks.get_mut(&task_id) else {
@@ -199,7 +263,7 @@ fn handle(
             let history = read_log(&Path::new(&entry.status.output).join("task.log"));
             reply(clients, &client, &ClientMessage::History(history));
             if follow && matches!(entry.status.state, TaskState::Running { .. }) {
-                entry.watchers.push(client);
+                entry.watchers.push((client, false));
             } else {
                 let status = entry.status.clone();
                 reply(clients, &client, &ClientMessage::Done { status });
@@ -223,9 +287,45 @@ fn submit(
     std::fs::write(dir.join("workflow.yaml"), text)
         .map_err(|e| format!("writing {}: {e}", dir.display()))?;
     write_package_files(&dir.join("package"), package)?;
+    let submission = Submission {
+        path: path.to_owned(),
+        digest: digest.clone(),
+    };
+    let bytes = serde_json::to_vec_pretty(&submission).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join(SUBMISSION_FILE), bytes)
+        .map_err(|e| format!("writing {}: {e}", dir.display()))?;
     workflow.model = dir.join("package");
     workflow.output = dir;
     Ok((workflow, TaskIdentity { task_id, digest }))
+}
+
+/// The workflow and identity of a task submitted to an earlier run of the service.
+fn resubmit(options: &ServiceOptions, task_id: &str) -> Result<(Workflow, TaskIdentity), String> {
+    let dir = options.work_dir.join(task_id);
+    let text = std::fs::read_to_string(dir.join("workflow.yaml"))
+        .map_err(|e| format!("{}: {e}", dir.join("workflow.yaml").display()))?;
+    let submission: Submission = std::fs::read(dir.join(SUBMISSION_FILE))
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .map_err(|e| format!("{}: {e}", dir.join(SUBMISSION_FILE).display()))?;
+    let mut workflow =
+        Workflow::parse_submitted(&text, &submission.path).map_err(|e| e.to_string())?;
+    let digest = workflow.digest();
+    if digest != submission.digest {
+        return Err(format!(
+            "its workflow's digest is {digest}, not the submitted {}",
+            submission.digest
+        ));
+    }
+    workflow.model = dir.join("package");
+    workflow.output = dir;
+    Ok((
+        workflow,
+        TaskIdentity {
+            task_id: task_id.to_owned(),
+            digest,
+        },
+    ))
 }
 
 /// `<name>-<digest prefix>-<time>`: unique per submission, readable, a valid subject token,
@@ -253,6 +353,7 @@ fn start(
     tasks: &Tasks,
     workflow: Workflow,
     identity: TaskIdentity,
+    recover: bool,
 ) {
     let (events, received) = mpsc::channel::<TaskEvent>();
     let task_id = identity.task_id.clone();
@@ -278,7 +379,7 @@ fn start(
                     };
                 }
                 let message = control::encode(&ClientMessage::Event(event));
-                for watcher in &entry.watchers {
+                for (watcher, _) in &entry.watchers {
                     let _ = clients.send(watcher, message.clone());
                 }
             }
@@ -298,7 +399,8 @@ fn start(
         .name(thread_name)
         .spawn(move || {
             let system = actix::System::new();
-            let result = system.block_on(run_task(workflow, identity, launch, false, Some(events)));
+            let result =
+                system.block_on(run_task(workflow, identity, launch, recover, Some(events)));
             actix::System::current().stop();
             // Every event is forwarded before the end is announced.
             let _ = forwarding_done.recv_timeout(std::time::Duration::from_secs(10));
@@ -325,9 +427,9 @@ fn start(
             save_status(Path::new(&entry.status.output), &entry.status);
             tracing::info!(task = %task_id, state = ?entry.status.state, "task ended");
             let read = |p: Option<&Path>| p.and_then(|p| std::fs::read(p).ok()).unwrap_or_default();
-            for (index, watcher) in entry.watchers.iter().enumerate() {
-                let (model_zip, report_zip) = match (&files, index) {
-                    (Some(files), 0) => {
+            for (watcher, wants_results) in &entry.watchers {
+                let (model_zip, report_zip) = match (&files, wants_results) {
+                    (Some(files), true) => {
                         (read(Some(&files.model_zip)), read(Some(&files.report_zip)))
                     }
                     _ => (Vec::new(), Vec::new()),
@@ -358,11 +460,13 @@ fn save_status(dir: &Path, status: &TaskStatus) {
     }
 }
 
-/// Tasks of earlier runs of the service; one that was running then is marked failed.
-fn earlier_tasks(work_dir: &Path) -> BTreeMap<String, Entry> {
+/// Tasks of earlier runs of the service, and those that were running when it stopped: with
+/// `recover` they stay running (to be resumed), otherwise they are marked failed.
+fn earlier_tasks(work_dir: &Path, recover: bool) -> (BTreeMap<String, Entry>, Vec<String>) {
     let mut tasks = BTreeMap::new();
+    let mut interrupted = Vec::new();
     let Ok(entries) = std::fs::read_dir(work_dir) else {
-        return tasks;
+        return (tasks, interrupted);
     };
     for entry in entries.flatten() {
         let path = entry.path().join(STATUS_FILE);
@@ -373,9 +477,14 @@ fn earlier_tasks(work_dir: &Path) -> BTreeMap<String, Entry> {
             continue;
         };
         if matches!(status.state, TaskState::Running { .. }) {
-            status.state = TaskState::Failed {
-                reason: "the coordinator stopped while the task was running".into(),
-            };
+            if recover {
+                interrupted.push(status.task_id.clone());
+            } else {
+                status.state = TaskState::Failed {
+                    reason: "the coordinator stopped while the task was running (restart it with --recover to resume the task)".into(),
+                };
+                save_status(&entry.path(), &status);
+            }
         }
         tasks.insert(
             status.task_id.clone(),
@@ -385,7 +494,8 @@ fn earlier_tasks(work_dir: &Path) -> BTreeMap<String, Entry> {
             },
         );
     }
-    tasks
+    interrupted.sort();
+    (tasks, interrupted)
 }
 
 /// The lines of a task log (continuation lines of multi-line messages included as lines).

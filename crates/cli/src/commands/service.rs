@@ -22,6 +22,10 @@ pub struct CoordinatorArgs {
     /// Where each task's files go (`DIR/<task>/`).
     #[arg(long, value_name = "DIR", default_value = "runs/coordinator")]
     work_dir: PathBuf,
+    /// Resume the tasks that were running when the service stopped, from their last
+    /// checkpoints (without it they are marked failed).
+    #[arg(long)]
+    recover: bool,
 }
 
 /// Runs the coordinator service until it is stopped.
@@ -29,6 +33,7 @@ pub fn coordinator(args: CoordinatorArgs) -> Result<ExitCode> {
     let options = ServiceOptions {
         nats: args.credentials.options(&args.nats),
         work_dir: args.work_dir.clone(),
+        recover: args.recover,
     };
     run_coordinator(options, || {
         eprintln!(
@@ -61,6 +66,10 @@ pub struct AgentArgs {
     /// Image decoding threads.
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Rejoin the tasks this agent hosted when it stopped (they go on from the round the
+    /// coordinator is in).
+    #[arg(long)]
+    recover: bool,
 }
 
 /// Runs an agent until it is stopped.
@@ -95,6 +104,6 @@ pub fn agent(args: AgentArgs) -> Result<ExitCode> {
         args.nats,
         names.join(", ")
     );
-    run_agent(options, || eprintln!("{summary}")).context("the agent stopped")?;
+    run_agent(options, args.recover, || eprintln!("{summary}")).context("the agent stopped")?;
     Ok(ExitCode::SUCCESS)
 }

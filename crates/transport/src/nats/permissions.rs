@@ -367,7 +367,18 @@ mod tests {
                 "$JS.ACK.fedengine-digits.site-1.>",
             ]
         );
-        assert_eq!(p.subscribe, ["_INBOX.fedengine.digits.site-1.>"]);
+        assert_eq!(
+            p.subscribe,
+            ["_INBOX.fedengine.digits.site-1.>", "fedengine.agent.site-1"]
+        );
+        assert_eq!(p.publish_deny, ["fedengine.clients.>"]);
+        assert!(p.allow_responses);
+        let any = permissions(ANY_TASK, "site-1");
+        assert!(any.publish.contains(&"fedengine.*.from.site-1".to_owned()));
+        assert!(
+            any.publish
+                .contains(&"$JS.API.CONSUMER.CREATE.*.site-1.fedengine.*.to.site-1".to_owned())
+        );
         let c = permissions("digits", COORDINATOR);
         assert!(c.publish.contains(&"fedengine.digits.to.*".to_owned()));
         assert!(

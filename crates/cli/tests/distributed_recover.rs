@@ -1,0 +1,107 @@
+//! Recover mode across processes: the coordinator service killed (SIGKILL, debug-build crash
+//! point) during aggregation and restarted with `--recover`, and an agent killed during
+//! training and restarted with `--recover`: the task still ends with weights bit-identical
+//! to the uninterrupted embedded run, and the submitter follows it to the end.
+
+mod common;
+#[path = "../../transport/tests/common/mod.rs"]
+#[allow(dead_code)]
+mod nats;
+
+mod federation;
+
+use std::time::Duration;
+
+use common::zip_entry;
+use federation::{engine, logs, shipped_workflow, start_federation_with, text};
+use nats::NatsServer;
+
+const ROUNDS: u32 = 5;
+
+/// Runs the shipped task with `process` armed to die at `crash_at`, restarts that process
+/// with `--recover` once it died, and checks the outcome; returns the coordinator's task log.
+fn kill_and_recover(process: &str, crash_at: &str) -> String {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let embedded_out = dir.path().join("embedded");
+    let remote_out = dir.path().join("remote");
+    let embedded = shipped_workflow(dir.path(), "embedded.yaml", &embedded_out, Some(ROUNDS));
+    let remote = shipped_workflow(dir.path(), "remote.yaml", &remote_out, Some(ROUNDS));
+    let run = engine(&["submit", "--quiet", embedded.to_str().expect("utf-8")]);
+    assert!(run.status.success(), "embedded run:\n{}", text(&run));
+
+    let mut daemons = start_federation_with(
+        &server,
+        dir.path(),
+        false,
+        &[(process, "FEDENGINE_CRASH_AT", crash_at)],
+    );
+    let url = server.url();
+    let submitter = std::thread::spawn(move || {
+        engine(&[
+            "submit",
+            "--quiet",
+            "--nats",
+            &url,
+            remote.to_str().expect("utf-8"),
+        ])
+    });
+    let victim = daemons
+        .iter_mut()
+        .find(|d| d.name == process)
+        .expect("the process");
+    assert!(
+        victim.wait_exit(Duration::from_secs(120)),
+        "{process} never reached {crash_at}:\n{}",
+        victim.output()
+    );
+    assert!(
+        victim.output().contains("crash point"),
+        "{}",
+        victim.output()
+    );
+    victim.restart(&["--recover"]);
+
+    let submit = submitter.join().expect("submitter");
+    assert!(
+        submit.status.success(),
+        "the task did not survive {process} dying at {crash_at}:\n{}\n{}",
+        text(&submit),
+        logs(&daemons)
+    );
+    assert_eq!(
+        zip_entry(&embedded_out.join("model.zip"), "model.safetensors"),
+        zip_entry(&remote_out.join("model.zip"), "model.safetensors"),
+        "{process} killed at {crash_at}: the weights differ from the uninterrupted run's"
+    );
+    let coordinator_dir = dir.path().join("coordinator");
+    let task_dir = std::fs::read_dir(&coordinator_dir)
+        .expect("coordinator dir")
+        .flatten()
+        .find(|e| e.path().join("task.log").is_file())
+        .expect("the task's directory")
+        .path();
+    std::fs::read_to_string(task_dir.join("task.log")).expect("task log")
+}
+
+#[test]
+fn the_coordinator_killed_during_aggregation_resumes_the_task_after_a_restart() {
+    let log = kill_and_recover("coordinator", "during-aggregation:3");
+    assert!(
+        log.contains("resumes after round 2 from the latest checkpoint"),
+        "{log}"
+    );
+    // Rounds 1 and 2 were not trained again.
+    assert_eq!(
+        log.matches("[site-1] INFO round 1: trained").count(),
+        1,
+        "{log}"
+    );
+}
+
+#[test]
+fn an_agent_killed_during_training_rejoins_the_round_after_a_restart() {
+    let log = kill_and_recover("site-2", "before-training:3");
+    assert!(log.contains("`site-2` rejoined"), "{log}");
+    assert!(log.contains("rejoined task"), "{log}");
+}
