@@ -29,6 +29,7 @@ mod round;
 mod service;
 mod stopping;
 mod task;
+pub mod trace;
 
 pub use agent::{AgentOptions, run_agent};
 pub use checkpoint::RecoverError;

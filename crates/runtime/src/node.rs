@@ -341,8 +341,8 @@ impl NodeActor {
     }
 }
 
-/// Encodes and sends an envelope, logging a failure (the coordinator's timeouts handle the
-/// consequences).
+/// Encodes and sends an envelope with the task's trace context, logging a failure (the
+/// coordinator's timeouts handle the consequences).
 pub(crate) fn send(
     transport: &dyn Transport,
     task_id: &str,
@@ -354,7 +354,8 @@ pub(crate) fn send(
     let envelope = Envelope::new(task_id, round, sender, body);
     match envelope.encode() {
         Ok(bytes) => {
-            if let Err(error) = transport.send(to, bytes) {
+            let traceparent = crate::trace::traceparent(task_id);
+            if let Err(error) = transport.send_traced(to, bytes, Some(traceparent)) {
                 tracing::warn!("{sender} -> {to}: {error}");
             }
         }

@@ -23,15 +23,36 @@ pub trait Transport: Send + Sync + 'static {
     fn send(&self, to: &str, bytes: Vec<u8>) -> Result<(), TransportError>;
     /// Opens the endpoint `name` and returns its inbox.
     fn open(&self, name: &str) -> Result<Inbox, TransportError>;
+    /// [`Transport::send`] with a W3C trace context (`traceparent`) that travels with the
+    /// message (in the NATS headers) and comes out in [`Delivery::traceparent`]. The
+    /// default drops it.
+    fn send_traced(
+        &self,
+        to: &str,
+        bytes: Vec<u8>,
+        traceparent: Option<String>,
+    ) -> Result<(), TransportError> {
+        let _ = traceparent;
+        self.send(to, bytes)
+    }
+}
+
+/// One received message with the trace context it was sent with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The message.
+    pub bytes: Vec<u8>,
+    /// The sender's W3C `traceparent`, when it gave one.
+    pub traceparent: Option<String>,
 }
 
 /// Messages addressed to one endpoint, in the order they were sent.
 #[derive(Debug)]
-pub struct Inbox(UnboundedReceiver<Vec<u8>>);
+pub struct Inbox(UnboundedReceiver<Delivery>);
 
 impl Inbox {
     /// Wraps the receiving end of a channel that an implementation feeds.
-    pub fn new(receiver: UnboundedReceiver<Vec<u8>>) -> Self {
+    pub fn new(receiver: UnboundedReceiver<Delivery>) -> Self {
         Self(receiver)
     }
 }
@@ -39,6 +60,11 @@ impl Inbox {
 impl Inbox {
     /// Waits for the next message; `None` once the transport is gone.
     pub async fn recv(&mut self) -> Option<Vec<u8>> {
+        self.0.recv().await.map(|d| d.bytes)
+    }
+
+    /// Waits for the next message with its trace context.
+    pub async fn recv_delivery(&mut self) -> Option<Delivery> {
         self.0.recv().await
     }
 }

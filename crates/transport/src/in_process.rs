@@ -5,12 +5,12 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
-use crate::base::{Inbox, Transport, TransportError};
+use crate::base::{Delivery, Inbox, Transport, TransportError};
 
 /// The in-process transport: a channel per endpoint.
 #[derive(Debug, Default, Clone)]
 pub struct InProcess {
-    endpoints: Arc<Mutex<HashMap<String, UnboundedSender<Vec<u8>>>>>,
+    endpoints: Arc<Mutex<HashMap<String, UnboundedSender<Delivery>>>>,
     unreachable: Arc<Mutex<HashSet<String>>>,
 }
 
@@ -31,6 +31,15 @@ impl InProcess {
 
 impl Transport for InProcess {
     fn send(&self, to: &str, bytes: Vec<u8>) -> Result<(), TransportError> {
+        self.send_traced(to, bytes, None)
+    }
+
+    fn send_traced(
+        &self,
+        to: &str,
+        bytes: Vec<u8>,
+        traceparent: Option<String>,
+    ) -> Result<(), TransportError> {
         if self.unreachable.lock().is_ok_and(|set| set.contains(to)) {
             return Ok(());
         }
@@ -42,7 +51,7 @@ impl Transport for InProcess {
             .get(to)
             .ok_or_else(|| TransportError::Unknown(to.to_owned()))?;
         sender
-            .send(bytes)
+            .send(Delivery { bytes, traceparent })
             .map_err(|_| TransportError::Unknown(to.to_owned()))
     }
 
@@ -71,9 +80,13 @@ mod tests {
         let mut inbox = transport.open("a").expect("open");
         assert!(matches!(transport.open("a"), Err(TransportError::Taken(_))));
         transport.send("a", vec![1]).expect("send");
-        transport.send("a", vec![2]).expect("send");
+        transport
+            .send_traced("a", vec![2], Some("00-trace-span-01".into()))
+            .expect("send");
         assert_eq!(inbox.recv().await, Some(vec![1]));
-        assert_eq!(inbox.recv().await, Some(vec![2]));
+        let traced = inbox.recv_delivery().await.expect("a message");
+        assert_eq!(traced.bytes, vec![2]);
+        assert_eq!(traced.traceparent.as_deref(), Some("00-trace-span-01"));
         assert!(matches!(
             transport.send("b", vec![3]),
             Err(TransportError::Unknown(_))

@@ -10,7 +10,7 @@ mod base;
 mod in_process;
 mod nats;
 
-pub use base::{COORDINATOR, Inbox, Transport, TransportError};
+pub use base::{COORDINATOR, Delivery, Inbox, Transport, TransportError};
 pub use in_process::InProcess;
 pub use nats::chunk;
 pub use nats::permissions;

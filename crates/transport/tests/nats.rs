@@ -296,3 +296,28 @@ async fn refuses_servers_older_than_2_10() {
     );
     eprintln!("{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_context_travels_with_each_message() {
+    let server = NatsServer::start();
+    let coordinator = connect(&server, "traced", COORDINATOR).await;
+    let node = connect(&server, "traced", "site-a").await;
+    let mut inbox = node.open("site-a").expect("open");
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned();
+    // A multi-chunk message and a small one with trace context, one without.
+    coordinator
+        .send_traced("site-a", payload(1, 3 * MIB), Some(parent.clone()))
+        .expect("send");
+    coordinator
+        .send_traced("site-a", payload(2, 10), Some(parent.clone()))
+        .expect("send");
+    coordinator.send("site-a", payload(3, 10)).expect("send");
+    for (tag, expected) in [(1, Some(&parent)), (2, Some(&parent)), (3, None)] {
+        let delivery = tokio::time::timeout(WAIT, inbox.recv_delivery())
+            .await
+            .expect("in time")
+            .expect("a message");
+        assert_eq!(delivery.bytes.first(), Some(&tag));
+        assert_eq!(delivery.traceparent.as_ref(), expected, "message {tag}");
+    }
+}

@@ -16,7 +16,9 @@ const H_COUNT: &str = "Fedengine-Chunk-Count";
 const H_CRC: &str = "Fedengine-Chunk-Crc32";
 const H_SIZE: &str = "Fedengine-Message-Size";
 const H_SHA: &str = "Fedengine-Message-Sha256";
-const H_TRACE: &str = "traceparent";
+/// The W3C trace-context header.
+pub(super) const TRACEPARENT: &str = "traceparent";
+const H_TRACE: &str = TRACEPARENT;
 
 /// The headers of one chunk.
 pub(super) fn headers(meta: &ChunkMeta, traceparent: Option<&str>) -> HeaderMap {

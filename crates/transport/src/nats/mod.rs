@@ -32,7 +32,7 @@
 //! `Fedengine-Schema: 1`, `Fedengine-Message-Id`, `Fedengine-Chunk-Index`,
 //! `Fedengine-Chunk-Count`, `Fedengine-Chunk-Crc32` (the chunk's CRC-32, hex),
 //! `Fedengine-Message-Size`, `Fedengine-Message-Sha256` (the whole message's), `traceparent`
-//! when given ([`NatsTransport::send_traced`]), and `Nats-Msg-Id: <message id>:<index>`.
+//! when given ([`Transport::send_traced`]; it comes out in [`Delivery::traceparent`](crate::Delivery)), and `Nats-Msg-Id: <message id>:<index>`.
 //! - *JetStream* rather than core NATS chunking: core NATS is fire-and-forget, so a chunk sent
 //!   while the server or the receiver is down is lost, and a fast sender overruns a slow
 //!   receiver (slow-consumer drops). JetStream stores every chunk (publish acks are awaited,
@@ -206,7 +206,7 @@ impl NatsTransport {
     }
 
     /// [`Transport::send`] with a W3C `traceparent` carried in the chunks' headers.
-    pub fn send_traced(
+    fn publish(
         &self,
         to: &str,
         bytes: Vec<u8>,
@@ -249,7 +249,16 @@ impl NatsTransport {
 
 impl Transport for NatsTransport {
     fn send(&self, to: &str, bytes: Vec<u8>) -> Result<(), TransportError> {
-        self.send_traced(to, bytes, None)
+        self.publish(to, bytes, None)
+    }
+
+    fn send_traced(
+        &self,
+        to: &str,
+        bytes: Vec<u8>,
+        traceparent: Option<String>,
+    ) -> Result<(), TransportError> {
+        self.publish(to, bytes, traceparent)
     }
 
     fn open(&self, name: &str) -> Result<Inbox, TransportError> {

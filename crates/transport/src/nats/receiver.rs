@@ -7,6 +7,9 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer};
 use futures_util::StreamExt as _;
 use tokio::sync::mpsc::UnboundedSender;
+
+use super::headers::TRACEPARENT;
+use crate::base::Delivery;
 use tokio::sync::watch;
 
 use super::chunk::{Outcome, Reassembler};
@@ -17,7 +20,7 @@ use super::publisher::Backoff;
 const FETCH: usize = 16;
 
 /// The sending end of the open inbox, if any.
-pub(super) type OpenInbox = Option<UnboundedSender<Vec<u8>>>;
+pub(super) type OpenInbox = Option<UnboundedSender<Delivery>>;
 
 pub(super) struct Receiver {
     jetstream: jetstream::Context,
@@ -27,7 +30,7 @@ pub(super) struct Receiver {
     /// The open inbox, if any; closed when every transport clone is gone.
     inbox: watch::Receiver<OpenInbox>,
     /// A complete message whose inbox closed before it could be delivered, with its chunks.
-    held: Option<(Vec<u8>, Vec<jetstream::Message>)>,
+    held: Option<(Delivery, Vec<jetstream::Message>)>,
     reassemblers: HashMap<String, Reassembler<jetstream::Message>>,
 }
 
@@ -54,7 +57,7 @@ impl Receiver {
 
     /// The open inbox: waits while none is open; `None` once the transport and its last
     /// inbox are gone.
-    async fn inbox(&mut self) -> Option<UnboundedSender<Vec<u8>>> {
+    async fn inbox(&mut self) -> Option<UnboundedSender<Delivery>> {
         loop {
             if let Some(inbox) = self.inbox.borrow_and_update().as_ref()
                 && !inbox.is_closed()
@@ -66,7 +69,7 @@ impl Receiver {
     }
 
     /// Delivers the held message, if any; `false` when the inbox closed again.
-    async fn deliver_held(&mut self, inbox: &UnboundedSender<Vec<u8>>) -> bool {
+    async fn deliver_held(&mut self, inbox: &UnboundedSender<Delivery>) -> bool {
         if let Some((message, tokens)) = self.held.take() {
             if let Err(returned) = inbox.send(message) {
                 self.held = Some((returned.0, tokens));
@@ -163,7 +166,7 @@ impl Receiver {
             .map_err(|e| e.to_string())
     }
 
-    async fn handle(&mut self, inbox: &UnboundedSender<Vec<u8>>, message: jetstream::Message) {
+    async fn handle(&mut self, inbox: &UnboundedSender<Delivery>, message: jetstream::Message) {
         let meta = match parse_headers(message.headers.as_ref()) {
             Ok(meta) => meta,
             Err(error) => {
@@ -186,8 +189,19 @@ impl Receiver {
                     message,
                     tokens,
                 } => {
-                    tracing::debug!(%subject, %message_id, bytes = message.len(), "received");
-                    if let Err(returned) = inbox.send(message) {
+                    // The trace context travels in every chunk's headers; the first one's is
+                    // the message's.
+                    let traceparent = tokens
+                        .first()
+                        .and_then(|chunk| chunk.headers.as_ref())
+                        .and_then(|h| h.get(TRACEPARENT))
+                        .map(|v| v.as_str().to_owned());
+                    tracing::debug!(%subject, %message_id, bytes = message.len(), traceparent = traceparent.as_deref().unwrap_or("-"), "received");
+                    let delivery = Delivery {
+                        bytes: message,
+                        traceparent,
+                    };
+                    if let Err(returned) = inbox.send(delivery) {
                         // Closed meanwhile: kept for the next inbox opened on this transport.
                         self.held = Some((returned.0, tokens));
                         continue;
