@@ -138,7 +138,7 @@ fn aggregator(global: &TensorSet, senders: &[String], spool: &Path) -> Result<Ag
 }
 
 /// A model of `params` f32 values in 62 tensors, with values derived from `seed`.
-fn model(params: usize, seed: u32) -> Result<TensorSet> {
+pub(crate) fn model(params: usize, seed: u32) -> Result<TensorSet> {
     let parts = 62;
     let mut tensors = Vec::with_capacity(parts);
     let mut left = params;

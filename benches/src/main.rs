@@ -6,8 +6,10 @@
 //! ```
 
 mod federated;
+mod micro;
 mod nats;
 mod report;
+mod scale;
 mod training;
 
 use std::path::PathBuf;
@@ -29,7 +31,7 @@ struct Args {
     #[arg(long)]
     python: Option<PathBuf>,
     /// Run only these benchmarks (default: all).
-    #[arg(long, value_delimiter = ',', value_parser = ["training", "fedavg", "nats"])]
+    #[arg(long, value_delimiter = ',', value_parser = ["micro", "training", "fedavg", "nats", "scale"])]
     only: Vec<String>,
     #[command(subcommand)]
     internal: Option<Internal>,
@@ -63,6 +65,11 @@ fn main() -> Result<()> {
         .clone()
         .or_else(|| std::env::var_os("FEDENGINE_PYTHON").map(PathBuf::from))
         .unwrap_or_else(|| args.root.join(".venv/bin/python"));
+    if wanted("micro") {
+        let section = micro::run(args.repeats)?;
+        report::write_section(&args.root.join("BENCHMARKS.md"), "micro", &section)?;
+        println!("{section}");
+    }
     if wanted("training") {
         let section = training::run(&args.root, &python, args.repeats)?;
         report::write_section(&args.root.join("BENCHMARKS.md"), "training", &section)?;
@@ -71,6 +78,11 @@ fn main() -> Result<()> {
     if wanted("fedavg") {
         let section = federated::run(&args.root, args.repeats)?;
         report::write_section(&args.root.join("BENCHMARKS.md"), "fedavg", &section)?;
+        println!("{section}");
+    }
+    if wanted("scale") {
+        let section = scale::run(&args.root)?;
+        report::write_section(&args.root.join("BENCHMARKS.md"), "scale", &section)?;
         println!("{section}");
     }
     if wanted("nats") {

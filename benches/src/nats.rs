@@ -263,7 +263,7 @@ fn state_dict_of(values: &[f32]) -> Result<TensorSet> {
 
 /// The nats-server binary: `$FEDENGINE_NATS_SERVER` (set for cargo by `.cargo/config.toml`),
 /// else `.venv/bin/nats-server` under the repository root (both written by `scripts/setup`).
-fn server_binary(root: &Path) -> Result<PathBuf> {
+pub(crate) fn server_binary(root: &Path) -> Result<PathBuf> {
     let binary = std::env::var_os("FEDENGINE_NATS_SERVER")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join(".venv/bin/nats-server"));
@@ -278,14 +278,14 @@ fn server_binary(root: &Path) -> Result<PathBuf> {
 
 /// A nats-server with JetStream on a free loopback port and a temporary store; killed on drop.
 #[derive(Debug)]
-struct NatsServer {
+pub(crate) struct NatsServer {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
 }
 
 impl NatsServer {
-    fn start(binary: &Path) -> Result<Self> {
+    pub(crate) fn start(binary: &Path) -> Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .context("finding a free port")?
@@ -316,7 +316,7 @@ impl NatsServer {
         Ok(server)
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
