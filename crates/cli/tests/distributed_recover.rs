@@ -105,3 +105,19 @@ fn an_agent_killed_during_training_rejoins_the_round_after_a_restart() {
     assert!(log.contains("`site-2` rejoined"), "{log}");
     assert!(log.contains("rejoined task"), "{log}");
 }
+
+#[test]
+fn an_agent_killed_mid_transfer_of_its_update_rejoins_after_a_restart() {
+    // site-1's weights messages are its updates: the second is round 2's.
+    let log = kill_and_recover("site-1", "mid-transfer:2");
+    assert!(log.contains("`site-1` rejoined"), "{log}");
+}
+
+#[test]
+fn the_coordinator_killed_mid_transfer_of_a_broadcast_resumes_after_a_restart() {
+    // The coordinator's messages of at least 16 KiB: the 4 setups (they carry the package),
+    // then per round 3 broadcasts and the initiator's copies for validation and test; the
+    // 10th is round 2's first broadcast.
+    let log = kill_and_recover("coordinator", "mid-transfer:10");
+    assert!(log.contains("resumes after round 1"), "{log}");
+}

@@ -5,7 +5,9 @@
 //! Points: `before-training` and `after-training` (a node, around its local training),
 //! `during-aggregation` (the coordinator, after the round's first update was spooled),
 //! `after-checkpoint` (the coordinator, once the round's checkpoint is written),
-//! `during-packaging` (before `model.zip` is written).
+//! `during-packaging` (before `model.zip` is written), and, in the NATS transport,
+//! `mid-transfer:N` (once half the chunks of the process's N-th message of at least 16 KiB,
+//! i.e. weights, are handed to the server).
 
 /// The environment variable that arms a crash point.
 pub const CRASH_AT: &str = "FEDENGINE_CRASH_AT";

@@ -84,6 +84,9 @@ impl Publisher {
             }
             let ack = self.try_publish(message, meta, range.clone()).await;
             in_flight.push_back((meta, range.clone(), ack));
+            if meta.index as usize == (parts.len() - 1) / 2 {
+                crash_mid_transfer(message.bytes.len());
+            }
         }
         while let Some((meta, range, ack)) = in_flight.pop_front() {
             self.settle(message, meta, range, ack).await;
@@ -142,3 +145,44 @@ impl Publisher {
         }
     }
 }
+
+/// Messages at least this large count for the `mid-transfer` crash point (weights, not log
+/// lines or control messages).
+#[cfg(debug_assertions)]
+const MID_TRANSFER_MIN_BYTES: usize = 16 * 1024;
+
+/// The `mid-transfer` crash point of the recovery tests (debug builds only): with
+/// `FEDENGINE_CRASH_AT=mid-transfer:N` the process kills itself (SIGKILL) once half the chunks
+/// of its N-th message of at least 16 KiB are handed to the server (N = 1 without `:N`), so
+/// the receiver may have part of it, or all of a one-chunk message, or nothing.
+#[cfg(debug_assertions)]
+fn crash_mid_transfer(bytes: usize) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LARGE: AtomicU64 = AtomicU64::new(0);
+    if bytes < MID_TRANSFER_MIN_BYTES {
+        return;
+    }
+    let count = LARGE.fetch_add(1, Ordering::SeqCst) + 1;
+    let Ok(spec) = std::env::var("FEDENGINE_CRASH_AT") else {
+        return;
+    };
+    let wanted = match spec.split_once(':') {
+        Some(("mid-transfer", n)) => n.parse::<u64>().ok(),
+        None if spec == "mid-transfer" => Some(1),
+        _ => None,
+    };
+    if wanted == Some(count) {
+        eprintln!(
+            "fedengine: crash point `mid-transfer` reached in message {count}; killing this process"
+        );
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &std::process::id().to_string()])
+            .status();
+        std::process::abort();
+    }
+}
+
+/// Release builds have no crash points.
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+fn crash_mid_transfer(_bytes: usize) {}
