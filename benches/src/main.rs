@@ -6,6 +6,7 @@
 //! ```
 
 mod federated;
+mod flower;
 mod micro;
 mod nats;
 mod report;
@@ -31,7 +32,7 @@ struct Args {
     #[arg(long)]
     python: Option<PathBuf>,
     /// Run only these benchmarks (default: all).
-    #[arg(long, value_delimiter = ',', value_parser = ["micro", "training", "fedavg", "nats", "scale"])]
+    #[arg(long, value_delimiter = ',', value_parser = ["micro", "training", "fedavg", "nats", "scale", "flower"])]
     only: Vec<String>,
     #[command(subcommand)]
     internal: Option<Internal>,
@@ -83,6 +84,11 @@ fn main() -> Result<()> {
     if wanted("scale") {
         let section = scale::run(&args.root)?;
         report::write_section(&args.root.join("BENCHMARKS.md"), "scale", &section)?;
+        println!("{section}");
+    }
+    if wanted("flower") {
+        let section = flower::run(&args.root, args.repeats)?;
+        report::write_section(&args.root.join("BENCHMARKS.md"), "flower", &section)?;
         println!("{section}");
     }
     if wanted("nats") {

@@ -96,6 +96,16 @@ fn the_shipped_workflow_reaches_90_percent_with_every_artefact_and_reproducibly(
         Some(4 * rounds as usize),
         "3 sites + initiator per round"
     );
+    // Each training record carries how long the site trained.
+    for record in metrics.as_array().expect("a list") {
+        if record["node"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("site-"))
+        {
+            let seconds = record["duration_seconds"].as_f64().expect("seconds");
+            assert!(seconds > 0.0, "{record}");
+        }
+    }
     let log = fs::read_to_string(first.join("task.log")).expect("task log");
     assert!(
         log.contains("[site-1] INFO round 1: trained 1 epoch(s) on 333 samples"),

@@ -73,6 +73,12 @@ impl Recorder {
         record.samples = samples;
         record.train_loss = metrics.loss;
         record.train_accuracy = metrics.accuracy;
+        // How long the node trained, as it reports.
+        record.duration_seconds = metrics
+            .extra
+            .get(crate::node::TRAIN_SECONDS)
+            .copied()
+            .unwrap_or(0.0);
         self.write(record, scalars("train", Some(metrics)))
     }
 
