@@ -101,7 +101,7 @@ pub fn run(root: &Path) -> Result<String> {
          and peak memory against the model's size.\n\n\
          | participants | model | model (MiB) | round (s) | round / 10-participant round | peak RSS (MiB) | peak / model |\n\
          |---|---|---|---|---|---|---|\n{rows}\n\
-         Round time grows with the participants a little faster than linearly (every update is \
+         Round time grows with the participants as the ratio column shows (every update is \
          decoded, checked, written durably and folded once, the weights are published to each \
          participant, and the server and the simulated agents share the machine's two cores); \
          peak memory barely grows with them, because updates are spooled to disk and folded one \
