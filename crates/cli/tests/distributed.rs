@@ -13,8 +13,9 @@ mod federation;
 
 use std::time::{Duration, Instant};
 
-use common::zip_entry;
-use federation::{Daemon, engine, logs, shipped_workflow, start_federation, task_id, text};
+use federation::{
+    Daemon, embedded_reference, engine, logs, shipped_workflow, start_federation, task_id, text,
+};
 use fl_transport::permissions::deployment_config;
 use nats::NatsServer;
 
@@ -22,13 +23,8 @@ use nats::NatsServer;
 fn coordinator_and_agents_as_processes_give_the_embedded_weights_bit_for_bit() {
     let server = NatsServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let embedded_out = dir.path().join("embedded");
-    let remote_out = dir.path().join("remote");
-    let embedded = shipped_workflow(dir.path(), "embedded.yaml", &embedded_out, None);
-    let remote = shipped_workflow(dir.path(), "remote.yaml", &remote_out, None);
-
-    let run = engine(&["submit", "--quiet", embedded.to_str().expect("utf-8")]);
-    assert!(run.status.success(), "embedded run:\n{}", text(&run));
+    let reference = embedded_reference(dir.path(), None);
+    let remote = &reference.remote;
 
     let daemons = start_federation(&server, dir.path(), false);
     let url = server.url();
@@ -39,11 +35,7 @@ fn coordinator_and_agents_as_processes_give_the_embedded_weights_bit_for_bit() {
         text(&submit),
         logs(&daemons)
     );
-    assert_eq!(
-        zip_entry(&embedded_out.join("model.zip"), "model.safetensors"),
-        zip_entry(&remote_out.join("model.zip"), "model.safetensors"),
-        "the same seed gives the same weights in separate processes over NATS"
-    );
+    reference.assert_same_weights("separate processes over NATS, the same seed");
 
     // The submitter saw the agents' log lines; the coordinator keeps the whole task log.
     let task = task_id(&submit);
@@ -81,12 +73,8 @@ fn coordinator_and_agents_as_processes_give_the_embedded_weights_bit_for_bit() {
 fn a_nats_server_restart_mid_task_changes_nothing() {
     let mut server = NatsServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let embedded_out = dir.path().join("embedded");
-    let remote_out = dir.path().join("remote");
-    let embedded = shipped_workflow(dir.path(), "embedded.yaml", &embedded_out, Some(8));
-    let remote = shipped_workflow(dir.path(), "remote.yaml", &remote_out, Some(8));
-    let run = engine(&["submit", "--quiet", embedded.to_str().expect("utf-8")]);
-    assert!(run.status.success(), "embedded run:\n{}", text(&run));
+    let reference = embedded_reference(dir.path(), Some(8));
+    let remote = reference.remote.clone();
 
     let daemons = start_federation(&server, dir.path(), false);
     let url = server.url();
@@ -134,11 +122,7 @@ fn a_nats_server_restart_mid_task_changes_nothing() {
         text(&submit),
         logs(&daemons)
     );
-    assert_eq!(
-        zip_entry(&embedded_out.join("model.zip"), "model.safetensors"),
-        zip_entry(&remote_out.join("model.zip"), "model.safetensors"),
-        "a server restart mid-task loses nothing and changes nothing"
-    );
+    reference.assert_same_weights("a nats-server restart mid-task");
     assert!(
         logs(&daemons).contains("reconnecting"),
         "the processes saw the outage:\n{}",

@@ -12,8 +12,7 @@ mod federation;
 
 use std::time::Duration;
 
-use common::zip_entry;
-use federation::{engine, logs, shipped_workflow, start_federation_with, text};
+use federation::{embedded_reference, engine, logs, start_federation_with, text};
 use nats::NatsServer;
 
 const ROUNDS: u32 = 5;
@@ -23,12 +22,8 @@ const ROUNDS: u32 = 5;
 fn kill_and_recover(process: &str, crash_at: &str) -> String {
     let server = NatsServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let embedded_out = dir.path().join("embedded");
-    let remote_out = dir.path().join("remote");
-    let embedded = shipped_workflow(dir.path(), "embedded.yaml", &embedded_out, Some(ROUNDS));
-    let remote = shipped_workflow(dir.path(), "remote.yaml", &remote_out, Some(ROUNDS));
-    let run = engine(&["submit", "--quiet", embedded.to_str().expect("utf-8")]);
-    assert!(run.status.success(), "embedded run:\n{}", text(&run));
+    let reference = embedded_reference(dir.path(), Some(ROUNDS));
+    let remote = reference.remote.clone();
 
     let mut daemons = start_federation_with(
         &server,
@@ -69,11 +64,7 @@ fn kill_and_recover(process: &str, crash_at: &str) -> String {
         text(&submit),
         logs(&daemons)
     );
-    assert_eq!(
-        zip_entry(&embedded_out.join("model.zip"), "model.safetensors"),
-        zip_entry(&remote_out.join("model.zip"), "model.safetensors"),
-        "{process} killed at {crash_at}: the weights differ from the uninterrupted run's"
-    );
+    reference.assert_same_weights(&format!("{process} killed at {crash_at}"));
     let coordinator_dir = dir.path().join("coordinator");
     let task_dir = std::fs::read_dir(&coordinator_dir)
         .expect("coordinator dir")

@@ -175,15 +175,19 @@ impl Coordinator {
         Ok(seen)
     }
 
-    pub(crate) fn broadcast(&self, to: &str, round: u64, global: &TensorSet) {
-        send(
-            &*self.transport,
-            &self.task_id,
-            COORDINATOR,
-            to,
-            round,
-            Body::global_weights(global.clone()),
-        );
+    /// Sends `to` the global weights and then `request` about them (train or evaluate): a
+    /// node caches weights by digest, so every request comes with the weights it names.
+    pub(crate) fn ask(&self, to: &str, round: u64, global: &TensorSet, request: Body) {
+        for body in [Body::global_weights(global.clone()), request] {
+            send(
+                &*self.transport,
+                &self.task_id,
+                COORDINATOR,
+                to,
+                round,
+                body,
+            );
+        }
     }
 
     /// Evaluates `global` on the initiator's `split`.
@@ -194,18 +198,11 @@ impl Coordinator {
         split: Split,
     ) -> Result<Metrics, RuntimeError> {
         let node = self.workflow.initiator.node.clone();
-        self.broadcast(&node, round, global);
-        send(
-            &*self.transport,
-            &self.task_id,
-            COORDINATOR,
-            &node,
-            round,
-            Body::Evaluate {
-                digest: global.digest(),
-                split,
-            },
-        );
+        let request = Body::Evaluate {
+            digest: global.digest(),
+            split,
+        };
+        self.ask(&node, round, global, request.clone());
         let deadline = Self::deadline(self.workflow.timeouts.calculation.limit());
         loop {
             let Some(message) = self.next(deadline).await else {
@@ -222,18 +219,7 @@ impl Coordinator {
                 self.log.warn(format!(
                     "round {round}: `{node}` rejoined; asking it again for the {split:?} metrics"
                 ));
-                self.broadcast(&node, round, global);
-                send(
-                    &*self.transport,
-                    &self.task_id,
-                    COORDINATOR,
-                    &node,
-                    round,
-                    Body::Evaluate {
-                        digest: global.digest(),
-                        split,
-                    },
-                );
+                self.ask(&node, round, global, request.clone());
                 continue;
             }
             if message.sender != node || message.round != round {

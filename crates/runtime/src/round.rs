@@ -15,9 +15,7 @@ use crate::coordinator::Coordinator;
 use crate::error::RuntimeError;
 use crate::events::TaskEvent;
 use crate::faults::crash_point;
-use crate::node::send;
 use crate::results::RoundSummary;
-use fl_transport::COORDINATOR;
 
 impl Coordinator {
     /// Runs one round's training until the quorum's updates are aggregated, retrying a
@@ -59,19 +57,12 @@ impl Coordinator {
                 nodes: nodes.to_vec(),
                 max_rounds: u64::from(self.workflow.max_rounds),
             });
+            let train = Body::Train {
+                digest: global.digest(),
+                merge_epochs: self.workflow.merge_epochs,
+            };
             for node in nodes {
-                self.broadcast(node, round, global);
-                send(
-                    &*self.transport,
-                    &self.task_id,
-                    COORDINATOR,
-                    node,
-                    round,
-                    Body::Train {
-                        digest: global.digest(),
-                        merge_epochs: self.workflow.merge_epochs,
-                    },
-                );
+                self.ask(node, round, global, train.clone());
             }
             let deadline = Self::deadline(self.workflow.timeouts.calculation.limit());
             let mut answered: BTreeMap<String, bool> = BTreeMap::new();
@@ -147,18 +138,7 @@ impl Coordinator {
                         self.log.warn(format!(
                             "round {round}: `{sender}` rejoined; sending it the round again"
                         ));
-                        self.broadcast(&sender, round, global);
-                        send(
-                            &*self.transport,
-                            &self.task_id,
-                            COORDINATOR,
-                            &sender,
-                            round,
-                            Body::Train {
-                                digest: global.digest(),
-                                merge_epochs: self.workflow.merge_epochs,
-                            },
-                        );
+                        self.ask(&sender, round, global, train.clone());
                     }
                     Body::Failed { reason }
                         if message.round == round && nodes.contains(&sender) =>

@@ -221,43 +221,19 @@ fn handle(
         ClientRequest::Follow { task_id } => {
             let mut tasks = lock(tasks);
             let Some(entry) = tasks.get_mut(&task_id) else {
-                reply(
-                    clients,
-                    &client,
-                    &ClientMessage::Refused {
-                        reason: format!(
-                            "no task `{task_id}` on this coordinator (see `engine status`)"
-                        ),
-                    },
-                );
+                reply(clients, &client, &unknown_task(&task_id));
                 return;
             };
             if matches!(entry.status.state, TaskState::Running { .. }) {
                 entry.watchers.push((client, true));
             } else {
-                let status = entry.status.clone();
-                let dir = PathBuf::from(&status.output);
-                let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_default();
-                let ended = ClientMessage::Ended {
-                    model_zip: read("model.zip"),
-                    report_zip: read("report.zip"),
-                    status,
-                };
-                reply(clients, &client, &ended);
+                reply(clients, &client, &ended(&entry.status, true));
             }
         }
         ClientRequest::Logs { task_id, follow } => {
             let mut tasks = lock(tasks);
             let Some(entry) = tasks.get_mut(&task_id) else {
-                reply(
-                    clients,
-                    &client,
-                    &ClientMessage::Refused {
-                        reason: format!(
-                            "no task `{task_id}` on this coordinator (see `engine status`)"
-                        ),
-                    },
-                );
+                reply(clients, &client, &unknown_task(&task_id));
                 return;
             };
             let history = read_log(&Path::new(&entry.status.output).join("task.log"));
@@ -404,20 +380,14 @@ fn start(
             actix::System::current().stop();
             // Every event is forwarded before the end is announced.
             let _ = forwarding_done.recv_timeout(std::time::Duration::from_secs(10));
-            let (state, files) = match &result {
-                Ok(report) => (
-                    TaskState::Finished {
-                        rounds: report.summary.rounds_run,
-                        test_accuracy: report.summary.final_test.as_ref().and_then(|m| m.accuracy),
-                    },
-                    Some(report.files.clone()),
-                ),
-                Err(error) => (
-                    TaskState::Failed {
-                        reason: error.to_string(),
-                    },
-                    None,
-                ),
+            let state = match &result {
+                Ok(report) => TaskState::Finished {
+                    rounds: report.summary.rounds_run,
+                    test_accuracy: report.summary.final_test.as_ref().and_then(|m| m.accuracy),
+                },
+                Err(error) => TaskState::Failed {
+                    reason: error.to_string(),
+                },
             };
             let mut tasks = lock(&tasks);
             let Some(entry) = tasks.get_mut(&task_id) else {
@@ -426,25 +396,37 @@ fn start(
             entry.status.state = state;
             save_status(Path::new(&entry.status.output), &entry.status);
             tracing::info!(task = %task_id, state = ?entry.status.state, "task ended");
-            let read = |p: Option<&Path>| p.and_then(|p| std::fs::read(p).ok()).unwrap_or_default();
             for (watcher, wants_results) in &entry.watchers {
-                let (model_zip, report_zip) = match (&files, wants_results) {
-                    (Some(files), true) => {
-                        (read(Some(&files.model_zip)), read(Some(&files.report_zip)))
-                    }
-                    _ => (Vec::new(), Vec::new()),
-                };
-                let ended = ClientMessage::Ended {
-                    status: entry.status.clone(),
-                    model_zip,
-                    report_zip,
-                };
-                reply(&clients, watcher, &ended);
+                reply(&clients, watcher, &ended(&entry.status, *wants_results));
             }
             entry.watchers.clear();
         });
     if let Err(error) = spawned {
         tracing::error!(task = %failed_id, %error, "cannot start the task's thread");
+    }
+}
+
+/// The refusal of a request about a task this service does not know.
+fn unknown_task(task_id: &str) -> ClientMessage {
+    ClientMessage::Refused {
+        reason: format!("no task `{task_id}` on this coordinator (see `engine status`)"),
+    }
+}
+
+/// The end of a task for a client; with `results`, and when it finished, with `model.zip`
+/// and `report.zip` from its directory.
+fn ended(status: &TaskStatus, results: bool) -> ClientMessage {
+    let finished = results && matches!(status.state, TaskState::Finished { .. });
+    let read = |name: &str| {
+        finished
+            .then(|| std::fs::read(Path::new(&status.output).join(name)).ok())
+            .flatten()
+            .unwrap_or_default()
+    };
+    ClientMessage::Ended {
+        model_zip: read(crate::results::MODEL_ZIP),
+        report_zip: read(crate::results::REPORT_ZIP),
+        status: status.clone(),
     }
 }
 

@@ -240,3 +240,40 @@ pub fn task_id(output: &Output) -> String {
         .unwrap_or_else(|| panic!("no task id in the output:\n{all}"))
         .to_owned()
 }
+
+/// The shipped workflow run embedded (its weights are what a distributed run must give) and
+/// a copy of it for the distributed run, both under `dir`.
+pub struct Reference {
+    /// `model.safetensors` of the embedded run.
+    pub expected: Vec<u8>,
+    /// The workflow copy to submit over NATS.
+    pub remote: PathBuf,
+    /// Its output directory.
+    pub remote_out: PathBuf,
+}
+
+/// Runs the shipped workflow (with `max_rounds` replaced when given) embedded under `dir`.
+pub fn embedded_reference(dir: &Path, max_rounds: Option<u32>) -> Reference {
+    let embedded_out = dir.join("embedded");
+    let remote_out = dir.join("remote");
+    let embedded = shipped_workflow(dir, "embedded.yaml", &embedded_out, max_rounds);
+    let remote = shipped_workflow(dir, "remote.yaml", &remote_out, max_rounds);
+    let run = engine(&["submit", "--quiet", embedded.to_str().expect("utf-8")]);
+    assert!(run.status.success(), "embedded run:\n{}", text(&run));
+    Reference {
+        expected: super::common::zip_entry(&embedded_out.join("model.zip"), "model.safetensors"),
+        remote,
+        remote_out,
+    }
+}
+
+impl Reference {
+    /// Asserts that the distributed run ended with the embedded run's weights, bit for bit.
+    pub fn assert_same_weights(&self, why: &str) {
+        assert!(
+            super::common::zip_entry(&self.remote_out.join("model.zip"), "model.safetensors")
+                == self.expected,
+            "{why}: the distributed run's weights differ from the embedded run's"
+        );
+    }
+}
