@@ -2,7 +2,7 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber.
+/// Installs the global subscriber (once per process; later calls keep the first).
 pub fn init() {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("warn,engine=info,fl_cli=info,fl_torch=info"));
@@ -10,5 +10,6 @@ pub fn init() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
-        .init();
+        .try_init()
+        .ok();
 }

@@ -39,6 +39,43 @@ fn the_example_package_validates_and_shows() {
 }
 
 #[test]
+fn the_plain_engine_lists_its_models_and_refuses_an_unlinked_one_saying_how_to_link_it() {
+    let out = engine(&["model", "list", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let names: Vec<String> = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|m| format!("{}.{}", m["entry_module"], m["entry_class"]).replace('"', ""))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "fedengine.vision.ResNet18",
+            "fedengine.vision.ResNet34",
+            "fedengine.vision.SmallCnn"
+        ]
+    );
+
+    // The example author package needs its crate linked in (`lesion-engine`).
+    let lesion = repo().join("examples/skin-lesion/package");
+    let out = engine(&["model", "validate", &lesion.display().to_string()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "no model linked into this engine is registered as module `acme.dermatology`"
+        ) && stderr.contains("docs/AUTHORING.md"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_broken_package_lists_every_problem_and_fails() {
     let dir = tempfile::tempdir().expect("tempdir");
     for file in [

@@ -174,7 +174,9 @@ pub(crate) fn parse_config(
                     Err(CatalogMiss::UnknownModule { known }) => problems.push(error(
                         "entry_module",
                         format!(
-                            "no model built into the engine is registered as module `{module}`"
+                            "no model linked into this engine is registered as module `{module}` \
+                             (a model crate registers it; build an engine binary that links it, \
+                             see docs/AUTHORING.md)"
                         ),
                         &known_list(&known),
                     )),

@@ -70,6 +70,9 @@ pub struct ResultSpec<'a> {
     pub card_appendix: Option<String>,
     /// Sets the card's `is-federated` key (the rest of the front matter is kept as written).
     pub federated: Option<bool>,
+    /// Files the model added (path inside the zip, contents); one with the path of a package
+    /// file replaces it.
+    pub extra_files: &'a [(String, Vec<u8>)],
 }
 
 /// Sets a top-level `key: value` line of YAML front matter, replacing an existing one or
@@ -170,10 +173,13 @@ pub fn write_model_zip(spec: &ResultSpec<'_>, out: &Path) -> Result<(), ResultEr
     files.sort();
     for relative in files {
         let path = package.root.join(&relative);
-        if skip.contains(&path) || relative == Path::new(spec.weights_name) {
+        let name = relative.to_string_lossy().replace('\\', "/");
+        if skip.contains(&path)
+            || relative == Path::new(spec.weights_name)
+            || spec.extra_files.iter().any(|(extra, _)| *extra == name)
+        {
             continue;
         }
-        let name = relative.to_string_lossy().replace('\\', "/");
         zip.start_file(name, options).map_err(zip_err)?;
         let mut source = File::open(&path).map_err(io_at(&path))?;
         io::copy(&mut source, &mut zip).map_err(io_at(&path))?;
@@ -182,6 +188,10 @@ pub fn write_model_zip(spec: &ResultSpec<'_>, out: &Path) -> Result<(), ResultEr
         .map_err(zip_err)?;
     let mut weights = File::open(spec.weights).map_err(io_at(spec.weights))?;
     io::copy(&mut weights, &mut zip).map_err(io_at(spec.weights))?;
+    for (name, bytes) in spec.extra_files {
+        zip.start_file(name.as_str(), options).map_err(zip_err)?;
+        zip.write_all(bytes).map_err(io_at(out))?;
+    }
 
     let writer = zip.finish().map_err(zip_err)?;
     let file = writer
@@ -315,6 +325,10 @@ mod tests {
                 config_updates: Map::from_iter([("epochs".to_owned(), Value::from(5))]),
                 card_appendix: Some("## Fine-tuning\n\nDone.\n".into()),
                 federated: Some(true),
+                extra_files: &[
+                    ("docs/labels.txt".to_owned(), b"replaced\n".to_vec()),
+                    ("notes/classes.md".to_owned(), b"# cat, dog\n".to_vec()),
+                ],
             },
             &zip_path,
         )
@@ -335,7 +349,15 @@ mod tests {
             result.card.front_matter,
             format!("{}is-federated: true\n", package.card.front_matter)
         );
-        assert!(unpacked.join("docs/labels.txt").is_file());
+        assert_eq!(
+            fs::read(unpacked.join("docs/labels.txt")).expect("kept"),
+            b"replaced\n",
+            "an extra file replaces the package's file of the same path"
+        );
+        assert_eq!(
+            fs::read(unpacked.join("notes/classes.md")).expect("added"),
+            b"# cat, dog\n"
+        );
         assert!(!unpacked.join("old.safetensors").exists());
     }
 

@@ -213,7 +213,7 @@ fn cases() -> Vec<(&'static str, Break, Vec<Expect>)> {
             vec![error(
                 "config.json",
                 Some("entry_module"),
-                "no model built into the engine is registered as module `models.resnet`",
+                "no model linked into this engine is registered as module `models.resnet`",
             )],
         ),
         (

@@ -20,7 +20,7 @@ use fl_transport::{COORDINATOR, ControlConnection, Inbox, NatsOptions, NatsTrans
 
 use crate::control::{self, Announce, AnnounceReply, CONTROL_TASK, DataRef};
 use crate::error::RuntimeError;
-use crate::node::{DataSources, send, start_node};
+use crate::node::{DataSources, NodeSpec, send, start_node};
 use crate::remote::{RemoteOptions, write_package_files};
 use serde::{Deserialize, Serialize};
 
@@ -392,22 +392,24 @@ async fn hosted(
             hosting
         }
     };
-    let opened = OpenedPackage::open(&package_dir, &fl_torch::builtin_catalog())
+    let opened = OpenedPackage::open(&package_dir, &fl_model::catalog())
         .map_err(|e| format!("the task's model package: {e}"))?;
     let remote: RemoteOptions =
         serde_json::from_str(&hosting.options).map_err(|e| format!("the task's options: {e}"))?;
-    let address = start_node(
+    let trainer_options = remote.trainer_options(options.workers);
+    let sources = hosting.sources();
+    let spec = NodeSpec {
         node,
         task_id,
-        &opened.package,
-        hosting.sources(),
-        &hosting.labels,
-        &remote.trainer_options(options.workers),
-        transport,
-        inbox,
-        log,
-    )
-    .await?;
+        package: &opened.package,
+        // The initiator is the node that tests.
+        is_initiator: sources.test.is_some(),
+        sources,
+        labels: &hosting.labels,
+        options: &trainer_options,
+        result_dir: dir.join("result"),
+    };
+    let address = start_node(spec, transport, inbox, log).await?;
     Ok(Some(address))
 }
 

@@ -2,7 +2,7 @@
 //! (recover mode).
 //!
 //! `<output>/checkpoint/latest/` and `<output>/checkpoint/previous/` each hold `state.json`
-//! (the round, the best round and its validation metrics, the early-stopping state, the
+//! (the round, the best round and its validation metrics, the schedule's history and decision, the
 //! rounds' summaries, the contributions, the samples per node, the seed, the workflow and its
 //! digest, and the digest of each weights file) and `global.safetensors` / `best.safetensors`.
 //! A new checkpoint is written whole into `checkpoint/.partial/` (every file synced), then
@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use fl_tensor::{Metrics, TensorSet};
+use fl_tensor::{Metrics, RoundRecord, TensorSet};
 use fl_torch::{from_tensor_set, read_params, to_tensor_set, write_safetensors};
 use serde::{Deserialize, Serialize};
 
@@ -40,9 +40,10 @@ pub(crate) struct State {
     pub round: u64,
     pub best_round: u64,
     pub best_validation: Option<Metrics>,
-    /// Early stopping: the best score and validated rounds since.
-    pub stopping_best: Option<f64>,
-    pub stopping_since: u32,
+    /// What the round-end hooks saw: every round's validation metrics and training loss.
+    pub history: Vec<RoundRecord>,
+    /// Why the model said the task is finished after `round`, when it did.
+    pub finished: Option<String>,
     pub rounds: Vec<RoundSummary>,
     pub contributed: BTreeMap<String, u32>,
     pub samples: BTreeMap<String, u64>,

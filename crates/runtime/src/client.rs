@@ -241,13 +241,12 @@ impl Client {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        let opened =
-            fl_package::OpenedPackage::open(model, &fl_torch::builtin_catalog()).map_err(|e| {
-                ClientError::Package {
-                    path: model.to_path_buf(),
-                    message: e.to_string(),
-                }
-            })?;
+        let opened = fl_package::OpenedPackage::open(model, &fl_model::catalog()).map_err(|e| {
+            ClientError::Package {
+                path: model.to_path_buf(),
+                message: e.to_string(),
+            }
+        })?;
         let package =
             package_files(&opened.package.root).map_err(|message| ClientError::Package {
                 path: model.to_path_buf(),

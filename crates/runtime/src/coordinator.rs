@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use actix::Addr;
 use fl_telemetry::NodeLog;
-use fl_tensor::{Body, Envelope, Metrics, Split, TensorSet};
+use fl_tensor::{
+    Body, Decision, Envelope, Metrics, PackageFile, RoundRecord, Schedule, Split, StopMetric,
+    TensorSet,
+};
 use fl_workflow::{StoppingMetric, Workflow};
 
 use crate::aggregator::AggregatorActor;
@@ -22,7 +25,6 @@ use crate::faults::crash_point;
 use crate::node::send;
 use crate::recorder::Recorder;
 use crate::results::{ParticipantSummary, RoundSummary};
-use crate::stopping::Stopping;
 use fl_transport::{COORDINATOR, Inbox, Transport};
 
 /// What the rounds produced, for the Packager.
@@ -35,6 +37,8 @@ pub(crate) struct Outcome {
     pub rounds: Vec<RoundSummary>,
     pub participants: Vec<ParticipantSummary>,
     pub stopped_early: bool,
+    /// The model's extra result files, from the initiator.
+    pub files: Vec<PackageFile>,
 }
 
 /// Runs the rounds of a task.
@@ -197,11 +201,83 @@ impl Coordinator {
         global: &TensorSet,
         split: Split,
     ) -> Result<Metrics, RuntimeError> {
-        let node = self.workflow.initiator.node.clone();
         let request = Body::Evaluate {
             digest: global.digest(),
             split,
         };
+        self.ask_initiator(
+            round,
+            global,
+            request,
+            &format!("{split:?} metrics"),
+            |body| match body {
+                Body::Metrics {
+                    split: got,
+                    metrics,
+                    ..
+                } if got == split => Ok(metrics),
+                other => Err(other),
+            },
+        )
+        .await
+    }
+
+    /// Asks the initiator to validate `global` and decide on the best state and the end of
+    /// the task.
+    async fn decide(
+        &mut self,
+        round: u64,
+        global: &TensorSet,
+        schedule: Schedule,
+    ) -> Result<(Option<Metrics>, Decision), RuntimeError> {
+        let request = Body::Decide {
+            digest: global.digest(),
+            schedule,
+        };
+        self.ask_initiator(
+            round,
+            global,
+            request,
+            "round-end decision",
+            |body| match body {
+                Body::Decided {
+                    validation,
+                    decision,
+                    ..
+                } => Ok((validation, decision)),
+                other => Err(other),
+            },
+        )
+        .await
+    }
+
+    /// Asks the initiator to test the best weights and send the model's extra result files.
+    async fn finish(
+        &mut self,
+        round: u64,
+        best: &TensorSet,
+    ) -> Result<(Option<Metrics>, Vec<PackageFile>), RuntimeError> {
+        let request = Body::Finish {
+            digest: best.digest(),
+        };
+        self.ask_initiator(round, best, request, "final test", |body| match body {
+            Body::Finished { metrics, files, .. } => Ok((metrics, files)),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Sends `request` with `global` to the initiator and waits (within the calculation
+    /// timeout) for the answer `accept` takes; asks again when the initiator rejoined.
+    async fn ask_initiator<T>(
+        &mut self,
+        round: u64,
+        global: &TensorSet,
+        request: Body,
+        what: &str,
+        accept: impl Fn(Body) -> Result<T, Body>,
+    ) -> Result<T, RuntimeError> {
+        let node = self.workflow.initiator.node.clone();
         self.ask(&node, round, global, request.clone());
         let deadline = Self::deadline(self.workflow.timeouts.calculation.limit());
         loop {
@@ -209,7 +285,7 @@ impl Coordinator {
                 return Err(RuntimeError::Evaluation {
                     node,
                     reason: format!(
-                        "no {split:?} metrics within the calculation timeout ({})",
+                        "no {what} within the calculation timeout ({})",
                         self.workflow.timeouts.calculation
                     ),
                 });
@@ -217,7 +293,7 @@ impl Coordinator {
             if matches!(message.body, Body::Hello { .. }) && message.sender == node {
                 // The node restarted (its agent was restarted): it lost the request.
                 self.log.warn(format!(
-                    "round {round}: `{node}` rejoined; asking it again for the {split:?} metrics"
+                    "round {round}: `{node}` rejoined; asking it again for the {what}"
                 ));
                 self.ask(&node, round, global, request.clone());
                 continue;
@@ -231,18 +307,35 @@ impl Coordinator {
                 ));
                 continue;
             }
-            match message.body {
-                Body::Metrics {
-                    split: got,
-                    metrics,
-                    ..
-                } if got == split => return Ok(metrics),
-                Body::Failed { reason } => return Err(RuntimeError::Evaluation { node, reason }),
-                other => self.log.warn(format!(
+            match accept(message.body) {
+                Ok(answer) => return Ok(answer),
+                Err(Body::Failed { reason }) => {
+                    return Err(RuntimeError::Evaluation { node, reason });
+                }
+                Err(other) => self.log.warn(format!(
                     "round {round}: ignored a `{}` message from `{node}`",
                     other.kind()
                 )),
             }
+        }
+    }
+
+    /// The schedule the initiator's model decides on after `round`: the workflow's limits
+    /// and every round so far (this one without its validation metrics yet).
+    fn schedule(&self, round: u64, history: &[RoundRecord], best_round: u64) -> Schedule {
+        let early = &self.workflow.early_stopping;
+        Schedule {
+            round,
+            max_rounds: u64::from(self.workflow.max_rounds),
+            metric: match early.metric {
+                StoppingMetric::ValidationAccuracy => StopMetric::ValidationAccuracy,
+                StoppingMetric::ValidationLoss => StopMetric::ValidationLoss,
+            },
+            patience: (self.workflow.early_stopping_active()
+                && self.workflow.initiator.validation.is_some())
+            .then_some(early.patience),
+            history: history.to_vec(),
+            best_round,
         }
     }
 
@@ -259,16 +352,11 @@ impl Coordinator {
             .into_iter()
             .map(str::to_owned)
             .collect();
-        let has_validation = self.workflow.initiator.validation.is_some();
         let has_test = true;
-        let mut stopping = Stopping::new(
-            self.workflow.early_stopping.metric,
-            self.workflow.early_stopping.patience,
-        );
-        let early_stopping = self.workflow.early_stopping_active() && has_validation;
         let mut global = Arc::new(initial);
         let mut best = (global.as_ref().clone(), 0u64, None::<Metrics>);
         let mut rounds = Vec::new();
+        let mut history: Vec<RoundRecord> = Vec::new();
         let mut contributed: BTreeMap<String, u32> = BTreeMap::new();
         let mut stopped_early = false;
         let max_rounds = u64::from(self.workflow.max_rounds);
@@ -278,16 +366,11 @@ impl Coordinator {
             global = Arc::new(loaded.global);
             best = (loaded.best, state.best_round, state.best_validation);
             rounds = state.rounds;
+            history = state.history;
             contributed = state.contributed;
-            stopping = Stopping::restore(
-                self.workflow.early_stopping.metric,
-                self.workflow.early_stopping.patience,
-                state.stopping_best,
-                state.stopping_since,
-            );
             first = state.round + 1;
-            if early_stopping && stopping.should_stop() && state.round < max_rounds {
-                // The checkpointed round was the one that stopped the task.
+            if state.finished.is_some() && state.round < max_rounds {
+                // The checkpointed round was the one that ended the task.
                 stopped_early = true;
                 first = max_rounds + 1;
             }
@@ -299,11 +382,16 @@ impl Coordinator {
                 *contributed.entry(node.clone()).or_default() += 1;
             }
             global = Arc::new(new_global);
-            let validation = if has_validation {
-                Some(self.evaluate(round, &global, Split::Validation).await?)
-            } else {
-                None
-            };
+            history.push(RoundRecord {
+                round,
+                validation: None,
+                train_loss: summary.train_loss,
+            });
+            let schedule = self.schedule(round, &history, best.1);
+            let (validation, decision) = self.decide(round, &global, schedule).await?;
+            if let Some(record) = history.last_mut() {
+                record.validation = validation.clone();
+            }
             let test = if has_test && self.workflow.tests_round(round as u32) {
                 Some(self.evaluate(round, &global, Split::Test).await?)
             } else {
@@ -312,11 +400,7 @@ impl Coordinator {
             summary.validation_accuracy = validation.as_ref().and_then(|m| m.accuracy);
             summary.test_accuracy = test.as_ref().and_then(|m| m.accuracy);
             summary.seconds = summary.seconds.max(0.0);
-            let improved = match &validation {
-                Some(m) => stopping.observe(m),
-                None => true,
-            };
-            if improved {
+            if decision.best {
                 best = (global.as_ref().clone(), round, validation.clone());
             }
             self.recorder.evaluation(
@@ -345,7 +429,6 @@ impl Coordinator {
             ));
             self.emit(TaskEvent::RoundFinished(summary.clone()));
             rounds.push(summary);
-            let (stopping_best, stopping_since) = stopping.state();
             let state = checkpoint::State {
                 version: 1,
                 task_id: self.task_id.clone(),
@@ -354,8 +437,8 @@ impl Coordinator {
                 round,
                 best_round: best.1,
                 best_validation: best.2.clone(),
-                stopping_best,
-                stopping_since,
+                history: history.clone(),
+                finished: decision.finished.clone(),
                 rounds: rounds.clone(),
                 contributed: contributed.clone(),
                 samples: samples.clone(),
@@ -366,24 +449,15 @@ impl Coordinator {
             checkpoint::write(&self.out, &state, &global, &best.0)
                 .map_err(|e| RuntimeError::Recover(Box::new(e)))?;
             crash_point("after-checkpoint", round);
-            if early_stopping && stopping.should_stop() && round < max_rounds {
-                self.log.info(format!(
-                    "early stopping after round {round}: no better validation {} for {} rounds",
-                    match self.workflow.early_stopping.metric {
-                        StoppingMetric::ValidationAccuracy => "accuracy",
-                        StoppingMetric::ValidationLoss => "loss",
-                    },
-                    self.workflow.early_stopping.patience
-                ));
+            if let Some(reason) = decision.finished.filter(|_| round < max_rounds) {
+                self.log
+                    .info(format!("early stopping after round {round}: {reason}"));
                 stopped_early = true;
                 break;
             }
         }
         let (best_weights, best_round, best_validation) = best;
-        let final_test = Some(
-            self.evaluate(best_round.max(1), &best_weights, Split::Test)
-                .await?,
-        );
+        let (final_test, files) = self.finish(best_round.max(1), &best_weights).await?;
         for node in self
             .workflow
             .participants
@@ -418,6 +492,7 @@ impl Coordinator {
             rounds,
             participants,
             stopped_early,
+            files,
         })
     }
 }

@@ -27,9 +27,9 @@ mod remote;
 pub mod results;
 mod round;
 mod service;
-mod stopping;
 mod task;
 pub mod trace;
+pub mod workers;
 
 pub use agent::{AgentOptions, run_agent};
 pub use checkpoint::RecoverError;

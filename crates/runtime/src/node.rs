@@ -1,192 +1,27 @@
-//! A node's actors: the Dataset actor opens its data, the Trainer and the Validator each own
-//! a model on their own thread (libtorch work never runs on the async runtime), and the node
-//! actor is the node's endpoint on the transport, turning envelopes into work and results
+//! A node: its model instances, built through the registry and given their data
+//! ([`start_node`]), and the node actor, the node's endpoint on the transport, turning
+//! envelopes into work for the Trainer and the Validator ([`crate::workers`]) and results
 //! back into envelopes.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
-use fl_data::{Dataset, OpenOptions};
+use fl_model::{AutoFedAvgModel, DataSummary, ModelContext, ModelInit, TaskLogger, build_model};
 use fl_package::ModelPackage;
 use fl_telemetry::NodeLog;
-use fl_tensor::{Body, Digest, Envelope, Metrics, Split, TensorSet};
-use fl_torch::{LocalTrainer, NodeData, RoundUpdate, TrainerOptions};
-
+use fl_tensor::{Body, Digest, Envelope, TensorSet};
+use fl_torch::TrainerOptions;
 use fl_transport::{COORDINATOR, Inbox, Transport};
 
-/// libtorch's seed and thread count are process-wide: one node trains or evaluates at a
-/// time in a process, so that every node's results are what they would be alone.
-static TORCH: Mutex<()> = Mutex::new(());
+use crate::workers::{
+    DecideRound, EvaluateSplit, FinishTask, TRAIN_SECONDS, TrainRound, TrainerActor,
+    ValidatorActor, with_torch,
+};
 
 /// Where a node's splits come from: a dataset directory per split (the same directory may
 /// serve several splits).
-#[derive(Debug, Clone, Default)]
-pub struct DataSources {
-    /// Directory whose `Train` split this node trains on.
-    pub train: Option<std::path::PathBuf>,
-    /// Directory whose `Validation` split this node validates on.
-    pub validation: Option<std::path::PathBuf>,
-    /// Directory whose `Test` split this node tests on.
-    pub test: Option<std::path::PathBuf>,
-}
-
-/// Opens a node's datasets.
-#[derive(Debug, Default)]
-pub struct DatasetActor;
-
-impl Actor for DatasetActor {
-    type Context = SyncContext<Self>;
-}
-
-/// Opens the data of a node, re-indexed to the task's labels.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(NodeData, String), String>")]
-pub struct OpenData {
-    /// The sources.
-    pub sources: DataSources,
-    /// The task's labels.
-    pub labels: Vec<String>,
-}
-
-impl Handler<OpenData> for DatasetActor {
-    type Result = Result<(NodeData, String), String>;
-
-    fn handle(&mut self, msg: OpenData, _: &mut Self::Context) -> Self::Result {
-        let mut data = NodeData::default();
-        let mut reports = Vec::new();
-        let sources = [
-            (Split::Train, &msg.sources.train),
-            (Split::Validation, &msg.sources.validation),
-            (Split::Test, &msg.sources.test),
-        ];
-        for (split, dir) in sources {
-            let Some(dir) = dir else { continue };
-            let dataset = Dataset::open(dir, &OpenOptions::default()).map_err(|e| e.to_string())?;
-            if !dataset.report.is_clean() {
-                reports.push(format!("{}: {}", dir.display(), dataset.report));
-            }
-            let node_data =
-                NodeData::from_dataset(&dataset, &msg.labels).map_err(|e| e.to_string())?;
-            match split {
-                Split::Train => data.train = node_data.train,
-                Split::Validation => data.validation = node_data.validation,
-                Split::Test => data.test = node_data.test,
-            }
-        }
-        Ok((data, reports.join("\n")))
-    }
-}
-
-/// Owns a node's training model.
-pub struct TrainerActor {
-    trainer: LocalTrainer,
-    /// Where progress goes: (transport, task id, node).
-    progress: (Arc<dyn Transport>, String, String),
-}
-
-impl Actor for TrainerActor {
-    type Context = SyncContext<Self>;
-}
-
-/// Trains one round from the global weights.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(RoundUpdate, f64), String>")]
-pub struct TrainRound {
-    /// The global weights.
-    pub global: Arc<TensorSet>,
-    /// 0-based round (the run-wide epoch counter starts at `round * merge_epochs`).
-    pub round: u64,
-    /// Local epochs.
-    pub merge_epochs: usize,
-    /// The round as the coordinator counts it (1-based), for progress messages.
-    pub report_round: u64,
-}
-
-impl Handler<TrainRound> for TrainerActor {
-    /// The update and the seconds spent training (not waiting for the lock).
-    type Result = Result<(RoundUpdate, f64), String>;
-
-    fn handle(&mut self, msg: TrainRound, _: &mut Self::Context) -> Self::Result {
-        let _torch = TORCH
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let started = std::time::Instant::now();
-        let (transport, task_id, node) = &self.progress;
-        let epochs = msg.merge_epochs as u32;
-        let mut done = 0;
-        let mut report = |record: &fl_torch::EpochRecord| {
-            done += 1;
-            send(
-                &**transport,
-                task_id,
-                node,
-                COORDINATOR,
-                msg.report_round,
-                Body::Progress {
-                    epoch: done,
-                    epochs,
-                    loss: Some(record.metrics.loss),
-                },
-            );
-        };
-        crate::faults::crash_point("before-training", msg.report_round);
-        let update = self
-            .trainer
-            .train_round_observed(&msg.global, msg.round, msg.merge_epochs, &mut report)
-            .map_err(|e| e.to_string())?;
-        crate::faults::crash_point("after-training", msg.report_round);
-        Ok((update, started.elapsed().as_secs_f64()))
-    }
-}
-
-/// The key under which an update's metrics carry its training time in seconds.
-pub const TRAIN_SECONDS: &str = "train_seconds";
-
-/// Owns a node's evaluation model.
-pub struct ValidatorActor {
-    evaluator: LocalTrainer,
-}
-
-impl Actor for ValidatorActor {
-    type Context = SyncContext<Self>;
-}
-
-/// Evaluates the global weights on one split.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(Metrics, u64), String>")]
-pub struct EvaluateSplit {
-    /// The weights.
-    pub global: Arc<TensorSet>,
-    /// The split.
-    pub split: Split,
-}
-
-impl Handler<EvaluateSplit> for ValidatorActor {
-    type Result = Result<(Metrics, u64), String>;
-
-    fn handle(&mut self, msg: EvaluateSplit, _: &mut Self::Context) -> Self::Result {
-        let _torch = TORCH
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let metrics = self
-            .evaluator
-            .evaluate(&msg.global, msg.split)
-            .map_err(|e| e.to_string())?;
-        Ok((metrics.into(), metrics.samples as u64))
-    }
-}
-
-impl std::fmt::Debug for TrainerActor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TrainerActor").finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for ValidatorActor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ValidatorActor").finish_non_exhaustive()
-    }
-}
+pub type DataSources = fl_model::DatasetDirs;
 
 impl std::fmt::Debug for NodeActor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -196,57 +31,113 @@ impl std::fmt::Debug for NodeActor {
     }
 }
 
-/// Starts a node: opens its data (Dataset actor), builds its Trainer and Validator on their
-/// own threads, and its endpoint on the transport (`inbox` is the node's, already open),
-/// which checks in with the coordinator.
-#[allow(clippy::too_many_arguments)]
+/// Where a node runs and what it runs on.
+#[derive(Debug, Clone)]
+pub struct NodeSpec<'a> {
+    /// The node's id.
+    pub node: &'a str,
+    /// The task's id.
+    pub task_id: &'a str,
+    /// The model package.
+    pub package: &'a ModelPackage,
+    /// The node's data.
+    pub sources: DataSources,
+    /// The task's labels.
+    pub labels: &'a [String],
+    /// Seed, threads, workers, hyper-parameter overrides.
+    pub options: &'a TrainerOptions,
+    /// Whether the node is the task's initiator.
+    pub is_initiator: bool,
+    /// The node's own directory for the model's result files.
+    pub result_dir: PathBuf,
+}
+
+/// Builds one instance of the package's model for this node and has it verify and load
+/// `dataset` ([`fl_model::AutoModel::init_dataset`]); a refusal is logged with its reason.
+fn model_for(
+    spec: &NodeSpec<'_>,
+    dataset: &DataSources,
+    log: &NodeLog,
+) -> Result<(Box<dyn AutoFedAvgModel>, DataSummary), String> {
+    let sink = log.clone();
+    let init = ModelInit {
+        package: spec.package.clone(),
+        options: spec.options.clone(),
+        context: ModelContext {
+            node: spec.node.to_owned(),
+            task: spec.task_id.to_owned(),
+            labels: spec.labels.to_vec(),
+            is_initiator: spec.is_initiator,
+            result_dir: spec.result_dir.clone(),
+            logger: TaskLogger::new(move |warning, line| {
+                if warning {
+                    sink.warn(line);
+                } else {
+                    sink.info(line);
+                }
+            }),
+            training: false,
+        },
+    };
+    let mut model = with_torch(spec.options.threads, || build_model(init)).map_err(|e| {
+        let message = format!("the model could not be built: {e}");
+        log.error(message.clone());
+        message
+    })?;
+    let summary = model.init_dataset(dataset).map_err(|reason| {
+        let message = format!("the dataset was refused: {reason}");
+        log.error(message.clone());
+        message
+    })?;
+    Ok((model, summary))
+}
+
+/// Starts a node: builds the package's model for its Trainer (when it has training data)
+/// and its Validator (when it has validation or test data), each verifying and loading its
+/// part of the data, and the node's endpoint on the transport (`inbox` is the node's, already
+/// open), which checks in with the coordinator.
 pub async fn start_node(
-    node: &str,
-    task_id: &str,
-    package: &ModelPackage,
-    sources: DataSources,
-    labels: &[String],
-    options: &TrainerOptions,
+    spec: NodeSpec<'_>,
     transport: Arc<dyn Transport>,
     inbox: Inbox,
     log: NodeLog,
 ) -> Result<Addr<NodeActor>, String> {
-    let datasets = SyncArbiter::start(1, || DatasetActor);
-    let (data, report) = datasets
-        .send(OpenData {
-            sources,
-            labels: labels.to_vec(),
-        })
-        .await
-        .map_err(|e| e.to_string())??;
-    if !report.is_empty() {
-        log.warn(format!("samples left out of the data:\n{report}"));
-    }
-    let counts = (
-        data.train.len() as u64,
-        data.validation.len() as u64,
-        data.test.len() as u64,
-    );
-    let trainer = if data.train.is_empty() {
-        None
-    } else {
-        let local =
-            LocalTrainer::new(package, data.clone(), labels, options).map_err(|e| e.to_string())?;
-        Some(start_sync(TrainerActor {
-            trainer: local,
-            progress: (transport.clone(), task_id.to_owned(), node.to_owned()),
-        }))
+    let (node, task_id, options) = (spec.node, spec.task_id, spec.options);
+    let mut counts = (0, 0, 0);
+    let trainer = match &spec.sources.train {
+        None => None,
+        Some(dir) => {
+            let dataset = DataSources {
+                train: Some(dir.clone()),
+                ..DataSources::default()
+            };
+            let (model, summary) = model_for(&spec, &dataset, &log)?;
+            counts.0 = summary.train;
+            (summary.train > 0).then(|| {
+                start_sync(TrainerActor {
+                    model,
+                    samples: summary.train,
+                    seed: options.seed,
+                    threads: options.threads,
+                    progress: (transport.clone(), task_id.to_owned(), node.to_owned()),
+                })
+            })
+        }
     };
-    let validator = if data.validation.is_empty() && data.test.is_empty() {
+    let validator = if spec.sources.validation.is_none() && spec.sources.test.is_none() {
         None
     } else {
-        let evaluation = NodeData {
-            train: Vec::new(),
-            ..data
+        let dataset = DataSources {
+            train: None,
+            ..spec.sources.clone()
         };
-        let local =
-            LocalTrainer::new(package, evaluation, labels, options).map_err(|e| e.to_string())?;
-        Some(start_sync(ValidatorActor { evaluator: local }))
+        let (model, summary) = model_for(&spec, &dataset, &log)?;
+        counts.1 = summary.validation;
+        counts.2 = summary.test;
+        Some(start_sync(ValidatorActor {
+            model,
+            threads: options.threads,
+        }))
     };
     Ok(NodeActor {
         node: node.to_owned(),
@@ -331,6 +222,21 @@ impl NodeActor {
             round,
             body,
         );
+    }
+
+    /// The validator and the weights with `digest`, when the node has both.
+    fn validator_with(&self, digest: &Digest) -> Option<(Addr<ValidatorActor>, Arc<TensorSet>)> {
+        Some((self.validator.clone()?, self.weights_for(digest)?))
+    }
+
+    /// Sends a body to the coordinator for `round`, from any task.
+    fn replier(&self, round: u64) -> impl Fn(Body) + 'static {
+        let (transport, task_id, node) = (
+            self.transport.clone(),
+            self.task_id.clone(),
+            self.node.clone(),
+        );
+        move |body| send(&*transport, &task_id, &node, COORDINATOR, round, body)
     }
 
     fn weights_for(&self, digest: &Digest) -> Option<Arc<TensorSet>> {
@@ -426,9 +332,7 @@ impl Handler<Inbound> for NodeActor {
                             Ok(Ok((update, seconds))) => {
                                 log.info(format!(
                                     "round {round}: trained {} epoch(s) on {} samples, loss {:.4}",
-                                    update.epochs.len(),
-                                    update.samples,
-                                    update.metrics.loss
+                                    update.epochs, update.samples, update.metrics.loss
                                 ));
                                 let mut body = update.into_body();
                                 if let Body::Update { metrics, .. } = &mut body {
@@ -444,33 +348,64 @@ impl Handler<Inbound> for NodeActor {
                 );
             }
             Body::Evaluate { digest, split } => {
-                let (Some(validator), Some(global)) =
-                    (self.validator.clone(), self.weights_for(&digest))
-                else {
+                let Some((validator, global)) = self.validator_with(&digest) else {
                     fail("asked to evaluate without that data or without those weights".into());
                     return;
                 };
-                let (transport, task_id, node) = (
-                    self.transport.clone(),
-                    self.task_id.clone(),
-                    self.node.clone(),
-                );
+                let reply = self.replier(round);
                 let work = validator.send(EvaluateSplit { global, split });
                 ctx.spawn(
                     async move {
                         match work.await {
-                            Ok(Ok((metrics, samples))) => send(
-                                &*transport,
-                                &task_id,
-                                &node,
-                                COORDINATOR,
-                                round,
-                                Body::Metrics {
-                                    split,
-                                    samples,
-                                    metrics,
-                                },
-                            ),
+                            Ok(Ok((metrics, samples))) => reply(Body::Metrics {
+                                split,
+                                samples,
+                                metrics,
+                            }),
+                            Ok(Err(reason)) => fail(reason),
+                            Err(error) => fail(format!("the validator stopped: {error}")),
+                        }
+                    }
+                    .into_actor(self),
+                );
+            }
+            Body::Decide { digest, schedule } => {
+                let Some((validator, global)) = self.validator_with(&digest) else {
+                    fail("asked to decide without validation or test data or those weights".into());
+                    return;
+                };
+                let reply = self.replier(round);
+                let work = validator.send(DecideRound { global, schedule });
+                ctx.spawn(
+                    async move {
+                        match work.await {
+                            Ok(Ok((samples, validation, decision))) => reply(Body::Decided {
+                                samples,
+                                validation,
+                                decision,
+                            }),
+                            Ok(Err(reason)) => fail(reason),
+                            Err(error) => fail(format!("the validator stopped: {error}")),
+                        }
+                    }
+                    .into_actor(self),
+                );
+            }
+            Body::Finish { digest } => {
+                let Some((validator, best)) = self.validator_with(&digest) else {
+                    fail("asked to finish without test data or without those weights".into());
+                    return;
+                };
+                let reply = self.replier(round);
+                let work = validator.send(FinishTask { best });
+                ctx.spawn(
+                    async move {
+                        match work.await {
+                            Ok(Ok((samples, metrics, files))) => reply(Body::Finished {
+                                samples,
+                                metrics,
+                                files,
+                            }),
                             Ok(Err(reason)) => fail(reason),
                             Err(error) => fail(format!("the validator stopped: {error}")),
                         }

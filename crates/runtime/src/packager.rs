@@ -37,6 +37,8 @@ pub struct Package {
     pub metrics: PathBuf,
     /// `task.log`.
     pub task_log: PathBuf,
+    /// The model's extra files for `model.zip` (path inside it, contents).
+    pub extra_files: Vec<(String, Vec<u8>)>,
 }
 
 impl Handler<Package> for PackagerActor {
@@ -52,6 +54,7 @@ impl Handler<Package> for PackagerActor {
             &msg.tensorboard_dir,
             &msg.metrics,
             &msg.task_log,
+            &msg.extra_files,
         )
     }
 }

@@ -76,7 +76,7 @@ impl Recorder {
         // How long the node trained, as it reports.
         record.duration_seconds = metrics
             .extra
-            .get(crate::node::TRAIN_SECONDS)
+            .get(crate::workers::TRAIN_SECONDS)
             .copied()
             .unwrap_or(0.0);
         self.write(record, scalars("train", Some(metrics)))

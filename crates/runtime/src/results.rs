@@ -191,7 +191,8 @@ pub fn card_appendix(summary: &FederationSummary) -> String {
 /// their paths.
 ///
 /// `model.zip` is the package with `best_weights` as `model.safetensors`, `labels` as its
-/// `id2label`/`label2id` and [`card_appendix`] appended to the Model Card. `report.zip` holds
+/// `id2label`/`label2id`, [`card_appendix`] appended to the Model Card and the model's
+/// `extra_files` (its `fine_tuned_files`). `report.zip` holds
 /// every regular file under `tensorboard_dir` at its relative path under `tensorboard/`,
 /// `metrics.json` and `task.log` when they exist, and `summary.json`. Event writers and the
 /// task log should be flushed (or closed) first: files are copied as they are at the call.
@@ -207,6 +208,7 @@ pub fn write_results(
     tensorboard_dir: &Path,
     metrics: &Path,
     task_log: &Path,
+    extra_files: &[(String, Vec<u8>)],
 ) -> Result<ResultFiles, RuntimeError> {
     fs::create_dir_all(out).map_err(|e| RuntimeError::from(output(out, e)))?;
     let model_zip = out.join(MODEL_ZIP);
@@ -220,6 +222,7 @@ pub fn write_results(
         config_updates: Map::new(),
         card_appendix: Some(card_appendix(summary)),
         federated: Some(true),
+        extra_files,
     };
     if let Err(error) = write_model_zip(&spec, &model_zip) {
         let _ = fs::remove_file(partial_path(&model_zip));

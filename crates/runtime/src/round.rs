@@ -89,7 +89,7 @@ impl Coordinator {
                                     train_seconds: accepted
                                         .metrics
                                         .extra
-                                        .get(crate::node::TRAIN_SECONDS)
+                                        .get(crate::workers::TRAIN_SECONDS)
                                         .copied(),
                                 });
                                 self.recorder.training(round, &sender, &accepted.metrics, accepted.samples)?;

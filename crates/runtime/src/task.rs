@@ -8,16 +8,17 @@ use std::sync::mpsc::Sender;
 
 use actix::SyncArbiter;
 use fl_data::{Dataset, OpenOptions};
+use fl_model::{ModelContext, ModelInit, TaskLogger, build_model};
 use fl_package::OpenedPackage;
 use fl_telemetry::TaskLog;
-use fl_torch::{Classifier, TrainerOptions, WeightExchange, from_tensor_set, write_safetensors};
+use fl_torch::TrainerOptions;
 use fl_workflow::Workflow;
 
 use crate::aggregator::AggregatorActor;
 use crate::coordinator::Coordinator;
 use crate::error::RuntimeError;
 use crate::events::TaskEvent;
-use crate::node::{DataSources, start_node};
+use crate::node::{DataSources, NodeSpec, start_node};
 use crate::packager::{Package, PackagerActor};
 use crate::recorder::Recorder;
 use crate::remote::RemoteNodes;
@@ -208,13 +209,12 @@ pub(crate) async fn run_task(
     }
 
     // The package (a directory or a model.zip).
-    let opened =
-        OpenedPackage::open(&workflow.model, &fl_torch::builtin_catalog()).map_err(|e| {
-            RuntimeError::Package {
-                path: workflow.model.clone(),
-                message: e.to_string(),
-            }
-        })?;
+    let opened = OpenedPackage::open(&workflow.model, &fl_model::catalog()).map_err(|e| {
+        RuntimeError::Package {
+            path: workflow.model.clone(),
+            message: e.to_string(),
+        }
+    })?;
     let package = &opened.package;
     // The coordinator's endpoint (over NATS it creates the task's stream, before any agent
     // is told about the task).
@@ -278,22 +278,22 @@ pub(crate) async fn run_task(
                 let node_inbox = node_transport
                     .open(node)
                     .map_err(|e| RuntimeError::Transport(e.to_string()))?;
-                let address = start_node(
+                let spec = NodeSpec {
                     node,
-                    &task_id,
+                    task_id: &task_id,
                     package,
-                    sources.clone(),
-                    &labels,
-                    &trainer_options,
-                    node_transport,
-                    node_inbox,
-                    log,
-                )
-                .await
-                .map_err(|message| RuntimeError::Package {
-                    path: workflow.model.clone(),
-                    message: format!("node `{node}`: {message}"),
-                })?;
+                    sources: sources.clone(),
+                    labels: &labels,
+                    options: &trainer_options,
+                    is_initiator: *node == workflow.initiator.node,
+                    result_dir: out.join("nodes").join(node),
+                };
+                let address = start_node(spec, node_transport, node_inbox, log)
+                    .await
+                    .map_err(|message| RuntimeError::Package {
+                        path: workflow.model.clone(),
+                        message: format!("node `{node}`: {message}"),
+                    })?;
                 addresses.push(address);
             }
         }
@@ -307,19 +307,36 @@ pub(crate) async fn run_task(
         )?,
     }
 
-    // The initial global weights: the package's, with the head rebuilt for the task's labels
-    // when they differ (seeded, so every run starts the same).
-    let initial = {
-        let (model, _) = Classifier::from_package(package, Some(&labels), workflow.seed as i64)
-            .map_err(|source| RuntimeError::Model {
-                node: COORDINATOR.into(),
-                source: Box::new(source),
-            })?;
-        model.weights().map_err(|source| RuntimeError::Model {
-            node: COORDINATOR.into(),
-            source: Box::new(source),
-        })?
+    // The coordinator's own instance of the model: its state dict is the initial global
+    // model (the package's weights, the head rebuilt for the task's labels when they differ,
+    // seeded so every run starts the same), and it turns the best exchanged state into the
+    // result's full weights (a model may exchange only part of itself).
+    let model_error = |source| RuntimeError::Model {
+        node: COORDINATOR.into(),
+        source: Box::new(source),
     };
+    let logger = coordinator_log.clone();
+    let mut model = build_model(ModelInit {
+        package: package.clone(),
+        options: trainer_options.clone(),
+        context: ModelContext {
+            node: COORDINATOR.into(),
+            task: task_id.clone(),
+            labels: labels.clone(),
+            is_initiator: false,
+            result_dir: out.join("nodes").join(COORDINATOR),
+            logger: TaskLogger::new(move |warning, line| {
+                if warning {
+                    logger.warn(line);
+                } else {
+                    logger.info(line);
+                }
+            }),
+            training: false,
+        },
+    })
+    .map_err(model_error)?;
+    let initial = model.state_dict().map_err(model_error)?;
 
     let tensorboard_dir = out.join("tensorboard");
     let metrics_path = out.join("metrics.json");
@@ -389,11 +406,8 @@ pub(crate) async fn run_task(
         },
     };
     let best_path = out.join(".best.safetensors.partial");
-    let tensors = from_tensor_set(&outcome.best).map_err(|source| RuntimeError::Model {
-        node: COORDINATOR.into(),
-        source: Box::new(source),
-    })?;
-    write_safetensors(&best_path, &tensors).map_err(|e| output_err(&best_path, e))?;
+    model.load_state_dict(&outcome.best).map_err(model_error)?;
+    model.save_weights(&best_path).map_err(model_error)?;
     coordinator_log.info(format!(
         "best round {} kept; test accuracy {}",
         outcome.best_round,
@@ -416,6 +430,11 @@ pub(crate) async fn run_task(
             tensorboard_dir: tensorboard_dir.clone(),
             metrics: metrics_path.clone(),
             task_log: out.join("task.log"),
+            extra_files: outcome
+                .files
+                .into_iter()
+                .map(|file| (file.path, file.bytes))
+                .collect(),
         })
         .await;
     let _ = fs::remove_file(&best_path);

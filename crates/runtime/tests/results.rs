@@ -216,6 +216,7 @@ fn write_results_gives_a_valid_model_zip_and_a_complete_report() {
         &board,
         &metrics,
         &log,
+        &[],
     )
     .expect("results written");
     assert_eq!(model_zip, out.join("model.zip"));
@@ -326,6 +327,7 @@ fn write_results_without_optional_telemetry_still_writes_the_summary() {
         &missing.join("tensorboard"),
         &missing.join("metrics.json"),
         &missing.join("task.log"),
+        &[],
     )
     .expect("results written");
     assert_eq!(zip_names(&files.report_zip), ["summary.json"]);
@@ -349,6 +351,7 @@ fn write_results_failure_is_an_output_error_and_leaves_no_partial_file() {
         &board,
         &metrics,
         &log,
+        &[],
     )
     .expect_err("missing weights");
     match &error {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::schedule::{Decision, Schedule};
 use crate::set::TensorSet;
 
 /// The envelope layout this crate writes and reads. A message with another version is
@@ -121,6 +122,38 @@ pub enum Body<T = TensorSet> {
         /// Which split.
         split: Split,
     },
+    /// The coordinator asks the initiator to validate the round's global weights (with this
+    /// digest, sent before) and to decide on the best state and the end of the task.
+    Decide {
+        /// The round's global weights.
+        digest: Digest,
+        /// The task so far (the initiator appends this round's record).
+        schedule: Schedule,
+    },
+    /// The initiator's answer to [`Body::Decide`].
+    Decided {
+        /// Validation samples (0 without validation data).
+        samples: u64,
+        /// The validation metrics, when the initiator has validation data.
+        validation: Option<Metrics>,
+        /// The model's decision.
+        decision: Decision,
+    },
+    /// The coordinator asks the initiator to test the best weights (with this digest) and to
+    /// write the model's extra result files.
+    Finish {
+        /// The best weights.
+        digest: Digest,
+    },
+    /// The initiator's answer to [`Body::Finish`].
+    Finished {
+        /// Test samples.
+        samples: u64,
+        /// The test metrics, when the initiator has test data.
+        metrics: Option<Metrics>,
+        /// The model's extra files for the result package (`path` is inside `model.zip`).
+        files: Vec<PackageFile>,
+    },
     /// A node finished one local epoch of a round (progress only).
     Progress {
         /// 1-based local epoch.
@@ -182,6 +215,10 @@ impl<T> Body<T> {
             Body::Hello { .. } => "hello",
             Body::Train { .. } => "train",
             Body::Evaluate { .. } => "evaluate",
+            Body::Decide { .. } => "decide",
+            Body::Decided { .. } => "decided",
+            Body::Finish { .. } => "finish",
+            Body::Finished { .. } => "finished",
             Body::Progress { .. } => "progress",
             Body::Failed { .. } => "failed",
             Body::Stop { .. } => "stop",
@@ -241,6 +278,26 @@ impl<T> Body<T> {
                 merge_epochs,
             },
             Body::Evaluate { digest, split } => Body::Evaluate { digest, split },
+            Body::Decide { digest, schedule } => Body::Decide { digest, schedule },
+            Body::Decided {
+                samples,
+                validation,
+                decision,
+            } => Body::Decided {
+                samples,
+                validation,
+                decision,
+            },
+            Body::Finish { digest } => Body::Finish { digest },
+            Body::Finished {
+                samples,
+                metrics,
+                files,
+            } => Body::Finished {
+                samples,
+                metrics,
+                files,
+            },
             Body::Progress {
                 epoch,
                 epochs,

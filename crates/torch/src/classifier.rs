@@ -377,6 +377,12 @@ impl Classifier {
     }
 }
 
+impl ModuleT for Classifier {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.forward(xs, train)
+    }
+}
+
 /// `in_channels` from `config.json` (1 or 3, default 3).
 fn in_channels(package: &ModelPackage) -> Result<i64, ModelError> {
     match package.config.raw.get("in_channels") {

@@ -10,7 +10,9 @@ use crate::params::ParamError;
 #[derive(Debug, Error)]
 pub enum ModelError {
     /// `entry_module` / `entry_class` name no built-in model.
-    #[error("no built-in model `{module}.{class}` (known: {known})")]
+    #[error(
+        "no model is registered as `{module}.{class}` (registered: {known}); a model crate registers it and is linked into the engine binary (docs/AUTHORING.md)"
+    )]
     UnknownModel {
         /// `entry_module`.
         module: String,
@@ -51,6 +53,9 @@ pub enum ModelError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A model implementation (an author's crate) reported a failure in its own words.
+    #[error("{0}")]
+    Model(String),
     /// A dataset split the task needs is empty.
     #[error("the dataset's {split} split is empty; {hint}")]
     EmptySplit {

@@ -262,6 +262,7 @@ pub fn fine_tune(
             config_updates: Map::new(),
             card_appendix: Some(appendix),
             federated: None,
+            extra_files: &[],
         },
         &model_zip,
     );

@@ -31,10 +31,14 @@ pub use params::{
     WRAPPER_KEYS, load_strict, named_tensors, read_param_file, read_params, write_safetensors,
 };
 pub use participant::{
-    EpochRecord, LocalTrainer, NodeData, RoundUpdate, TrainerOptions, order_fingerprint, run_epoch,
+    EpochRecord, LocalTrainer, NodeData, RoundUpdate, TrainerOptions, order_fingerprint,
+    round_seed, run_epoch,
 };
 pub use predict::{Prediction, Scored, predict};
 pub use registry::{
     BUILTIN_MODULE, BuildFn, BuiltinModel, ModelSpec, builtin_catalog, builtin_models, find_builtin,
 };
-pub use train::{HyperParameters, Metrics, OptimizerKind, evaluate, train_epoch};
+pub use train::{
+    HyperParameters, Metrics, OptimizerKind, batch_tensors, evaluate, evaluate_batches,
+    train_batches, train_epoch,
+};

@@ -42,6 +42,7 @@ use crate::error::ModelError;
 use crate::exchange::WeightExchange;
 use crate::finetune::DEFAULT_CACHE_BYTES;
 use crate::train::{HyperParameters, Metrics, evaluate, train_epoch};
+use tch::nn;
 
 /// Stream tag of libtorch's seed per round (distinct from fl-data's shuffle and augment).
 const TORCH_STREAM: u64 = 0x746f_7263_685f_7365; // "torch_se"
@@ -52,6 +53,11 @@ pub fn run_epoch(round: u64, merge_epochs: usize, epoch: usize) -> Option<u64> {
     round
         .checked_mul(merge_epochs as u64)?
         .checked_add(epoch as u64)
+}
+
+/// libtorch's seed for 0-based `round` of a run seeded with `seed`.
+pub fn round_seed(seed: u64, round: u64) -> u64 {
+    SplitMix64::from_words(&[TORCH_STREAM, seed, round]).next_u64()
 }
 
 /// A fingerprint of a data order (a sequence of sample indices), to compare orders cheaply.
@@ -198,9 +204,9 @@ impl From<Metrics> for fl_tensor::Metrics {
 }
 
 /// A FedAvg participant: its model, data and hyper-parameters.
-#[derive(Debug)]
 pub struct LocalTrainer {
     model: Classifier,
+    optimizer: Option<nn::Optimizer>,
     head_change: HeadChange,
     hp: HyperParameters,
     preprocessor: Arc<Preprocessor>,
@@ -210,6 +216,18 @@ pub struct LocalTrainer {
     seed: u64,
     threads: usize,
     workers: usize,
+}
+
+impl std::fmt::Debug for LocalTrainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalTrainer")
+            .field("model", &self.model)
+            .field("hp", &self.hp)
+            .field("train", &self.train.len())
+            .field("validation", &self.validation.len())
+            .field("test", &self.test.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl LocalTrainer {
@@ -226,24 +244,6 @@ impl LocalTrainer {
         labels: &[String],
         options: &TrainerOptions,
     ) -> Result<Self, ModelError> {
-        for (split, samples) in [
-            (Split::Train, &data.train),
-            (Split::Validation, &data.validation),
-            (Split::Test, &data.test),
-        ] {
-            if let Some(s) = samples.iter().find(|s| s.label >= labels.len()) {
-                return Err(ModelError::Config {
-                    key: "id2label".into(),
-                    message: format!(
-                        "the task has {} labels but {split:?} sample `{}` has class index {}",
-                        labels.len(),
-                        s.path.display(),
-                        s.label
-                    ),
-                    expected: "samples labelled with indices into the task's labels".into(),
-                });
-            }
-        }
         let threads = options.threads.max(1);
         tch::set_num_threads(threads as i32);
         let mut raw = package.config.raw.clone();
@@ -256,17 +256,85 @@ impl LocalTrainer {
                 .with_cache(options.cache_bytes),
         );
         preprocessor.validate()?;
-        Ok(Self {
+        let mut trainer = Self {
             model,
+            optimizer: None,
             head_change,
             hp,
             preprocessor,
-            train: data.train.into(),
-            validation: data.validation.into(),
-            test: data.test.into(),
+            train: Arc::from(Vec::new()),
+            validation: Arc::from(Vec::new()),
+            test: Arc::from(Vec::new()),
             seed: options.seed,
             threads,
             workers: options.workers,
+        };
+        trainer.set_data(data)?;
+        Ok(trainer)
+    }
+
+    /// Replaces the node's data; sample labels index the task's labels.
+    pub fn set_data(&mut self, data: NodeData) -> Result<(), ModelError> {
+        let labels = self.model.labels.len();
+        for (split, samples) in [
+            (Split::Train, &data.train),
+            (Split::Validation, &data.validation),
+            (Split::Test, &data.test),
+        ] {
+            if let Some(s) = samples.iter().find(|s| s.label >= labels) {
+                return Err(ModelError::Config {
+                    key: "id2label".into(),
+                    message: format!(
+                        "the task has {} labels but {split:?} sample `{}` has class index {}",
+                        labels,
+                        s.path.display(),
+                        s.label
+                    ),
+                    expected: "samples labelled with indices into the task's labels".into(),
+                });
+            }
+        }
+        self.train = data.train.into();
+        self.validation = data.validation.into();
+        self.test = data.test.into();
+        Ok(())
+    }
+
+    /// Starts round `round` (0-based) of a run: fixes libtorch's thread count, seeds its
+    /// generator from `(seed, round)` and creates a fresh optimiser (see the module
+    /// documentation).
+    pub fn start_round(&mut self, round: u64) -> Result<(), ModelError> {
+        tch::set_num_threads(self.threads as i32);
+        tch::manual_seed(round_seed(self.seed, round) as i64);
+        self.optimizer = Some(self.hp.optimizer(&self.model)?);
+        Ok(())
+    }
+
+    /// Trains run-wide epoch `epoch` on the training split with the round's optimiser
+    /// ([`start_round`](Self::start_round) first), at the step-decayed learning rate.
+    pub fn train_epoch_at(&mut self, epoch: u64) -> Result<EpochRecord, ModelError> {
+        let learning_rate = self
+            .hp
+            .learning_rate_at(usize::try_from(epoch).unwrap_or(usize::MAX));
+        let options = self.batch_options(epoch, true);
+        let Some(optimizer) = self.optimizer.as_mut() else {
+            return Err(ModelError::Model(
+                "no optimiser: start_round must run before train_epoch_at".into(),
+            ));
+        };
+        optimizer.set_lr(learning_rate);
+        let mut order = Vec::with_capacity(self.train.len());
+        let stream = batches(self.train.clone(), self.preprocessor.clone(), options).inspect(|b| {
+            if let Ok(b) = b {
+                order.extend_from_slice(&b.indices);
+            }
+        });
+        let metrics = train_epoch(&mut self.model, optimizer, stream, |_| {})?;
+        Ok(EpochRecord {
+            epoch,
+            learning_rate,
+            metrics,
+            order: order_fingerprint(&order),
         })
     }
 
@@ -339,36 +407,11 @@ impl LocalTrainer {
                 expected: "at least 1, with round * merge_epochs below 2^64".into(),
             });
         };
-        tch::set_num_threads(self.threads as i32);
-        let torch_seed = SplitMix64::from_words(&[TORCH_STREAM, self.seed, round]).next_u64();
-        tch::manual_seed(torch_seed as i64);
         self.model.load_weights(global)?;
-        let mut optimizer = self.hp.optimizer(&self.model)?;
-
+        self.start_round(round)?;
         let mut epochs = Vec::with_capacity(merge_epochs);
         for epoch in last_epoch + 1 - merge_epochs as u64..=last_epoch {
-            let learning_rate = self
-                .hp
-                .learning_rate_at(usize::try_from(epoch).unwrap_or(usize::MAX));
-            optimizer.set_lr(learning_rate);
-            let mut order = Vec::with_capacity(self.train.len());
-            let stream = batches(
-                self.train.clone(),
-                self.preprocessor.clone(),
-                self.batch_options(epoch, true),
-            )
-            .inspect(|b| {
-                if let Ok(b) = b {
-                    order.extend_from_slice(&b.indices);
-                }
-            });
-            let metrics = train_epoch(&mut self.model, &mut optimizer, stream, |_| {})?;
-            let record = EpochRecord {
-                epoch,
-                learning_rate,
-                metrics,
-                order: order_fingerprint(&order),
-            };
+            let record = self.train_epoch_at(epoch)?;
             on_epoch(&record);
             epochs.push(record);
         }

@@ -169,7 +169,8 @@ impl Totals {
     }
 }
 
-fn tensors(batch: &Batch) -> (Tensor, Tensor) {
+/// A decoded batch as libtorch tensors: images `[N, C, H, W]` (f32) and class indices `[N]`.
+pub fn batch_tensors(batch: &Batch) -> (Tensor, Tensor) {
     let shape: Vec<i64> = batch.shape.iter().map(|&d| d as i64).collect();
     let xs = Tensor::from_slice(&batch.data).view(shape.as_slice());
     let ys = Tensor::from_slice(&batch.labels);
@@ -183,16 +184,29 @@ pub fn train_epoch(
     batches: impl Iterator<Item = Result<Batch, fl_data::DataError>>,
     mut on_batch: impl FnMut(usize),
 ) -> Result<Metrics, ModelError> {
+    let stream = batches.map(|batch| {
+        let batch = batch?;
+        on_batch(batch.labels.len());
+        Ok(batch_tensors(&batch))
+    });
+    train_batches(&*model, optimizer, stream)
+}
+
+/// Trains a module on batches of images `[N, C, H, W]` (f32) and class indices `[N]`
+/// (i64): mean cross-entropy, one optimiser step per batch, in training mode.
+pub fn train_batches(
+    model: &dyn nn::ModuleT,
+    optimizer: &mut nn::Optimizer,
+    batches: impl Iterator<Item = Result<(Tensor, Tensor), ModelError>>,
+) -> Result<Metrics, ModelError> {
     let mut totals = Totals::default();
     for batch in batches {
-        let batch = batch?;
-        let (xs, ys) = tensors(&batch);
-        let logits = model.forward(&xs, true);
+        let (xs, ys) = batch?;
+        let logits = model.forward_t(&xs, true);
         let loss =
             logits.f_cross_entropy_loss::<Tensor>(&ys, None, tch::Reduction::Mean, -100, 0.0)?;
         optimizer.backward_step(&loss);
         tch::no_grad(|| totals.add(&logits, &ys, &loss))?;
-        on_batch(batch.labels.len());
     }
     Ok(totals.metrics())
 }
@@ -202,12 +216,20 @@ pub fn evaluate(
     model: &Classifier,
     batches: impl Iterator<Item = Result<Batch, fl_data::DataError>>,
 ) -> Result<Metrics, ModelError> {
+    evaluate_batches(model, batches.map(|batch| Ok(batch_tensors(&batch?))))
+}
+
+/// Evaluates a module on batches of images and class indices (evaluation mode, no
+/// gradients): mean cross-entropy and accuracy.
+pub fn evaluate_batches(
+    model: &dyn nn::ModuleT,
+    batches: impl Iterator<Item = Result<(Tensor, Tensor), ModelError>>,
+) -> Result<Metrics, ModelError> {
     let mut totals = Totals::default();
     tch::no_grad(|| {
         for batch in batches {
-            let batch = batch?;
-            let (xs, ys) = tensors(&batch);
-            let logits = model.forward(&xs, false);
+            let (xs, ys) = batch?;
+            let logits = model.forward_t(&xs, false);
             let loss = logits.f_cross_entropy_loss::<Tensor>(
                 &ys,
                 None,

@@ -8,7 +8,11 @@ use super::open_model;
 use anyhow::{Context, Result};
 use clap::Args;
 use fl_data::{Dataset, OpenOptions};
-use fl_torch::{EpochRow, FineTuneObserver, FineTuneOptions, fine_tune};
+use fl_model::{DatasetDirs, FineTuneJob, ModelContext, ModelInit, build_model};
+use fl_package::{Entry, ModelPackage, ResultSpec, write_model_zip};
+use fl_torch::{
+    BUILTIN_MODULE, EpochRow, FineTuneObserver, FineTuneOptions, TrainerOptions, fine_tune,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Arguments of `engine finetune`.
@@ -90,6 +94,10 @@ impl FineTuneObserver for Bars {
 /// Runs `engine finetune`.
 pub fn run(args: FinetuneArgs) -> Result<ExitCode> {
     let opened = open_model(&args.model)?;
+    if matches!(&opened.package.config.entry, Entry::Module { module, .. } if module != BUILTIN_MODULE)
+    {
+        return run_registered(&args, &opened.package);
+    }
     let dataset = Dataset::open(
         &args.data,
         &OpenOptions {
@@ -154,5 +162,94 @@ pub fn run(args: FinetuneArgs) -> Result<ExitCode> {
         percent(report.test)
     );
     println!("wrote {}", report.model_zip.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fine-tunes a model registered by a model crate through its own
+/// [`fl_model::AutoModel::fine_tune`], then packages its weights and extra files as
+/// `model.zip`. (The built-in vision models use the engine's local loop above, with
+/// per-batch progress and `metrics.json`.)
+fn run_registered(args: &FinetuneArgs, package: &ModelPackage) -> Result<ExitCode> {
+    let dataset = Dataset::open(
+        &args.data,
+        &OpenOptions {
+            strict: args.strict_data,
+        },
+    )?;
+    let work = args.out.join("work");
+    let options = TrainerOptions {
+        seed: args.seed,
+        threads: args.threads,
+        workers: args.workers,
+        cache_bytes: args.cache_mib << 20,
+        ..TrainerOptions::default()
+    };
+    let init = ModelInit {
+        package: package.clone(),
+        options,
+        context: ModelContext {
+            node: "local".into(),
+            task: "finetune".into(),
+            labels: dataset.labels.clone(),
+            is_initiator: true,
+            result_dir: work,
+            ..ModelContext::default()
+        },
+    };
+    let epochs = match args.epochs {
+        Some(epochs) => epochs,
+        None => init.hyper_parameters()?.epochs,
+    };
+    tch::set_num_threads(args.threads.max(1) as i32);
+    let mut model = build_model(init)?;
+    let outcome = model
+        .fine_tune(&FineTuneJob {
+            node: "local".into(),
+            task: "finetune".into(),
+            dataset: DatasetDirs::single(&args.data),
+            is_initiator: true,
+            recover: false,
+            epochs,
+            seed: args.seed,
+        })
+        .with_context(|| format!("fine-tuning {}", args.model.display()))?;
+    let mut extra_files = Vec::new();
+    for file in &outcome.files {
+        fl_model::engine::check_zip_path(&file.path_in_zip)?;
+        let bytes = std::fs::read(&file.file)
+            .with_context(|| format!("reading {}", file.file.display()))?;
+        extra_files.push((file.path_in_zip.clone(), bytes));
+    }
+    let test = outcome
+        .test
+        .map_or("-".to_owned(), |m| format!("{:.2}%", m.accuracy * 100.0));
+    let appendix = format!(
+        "## Fine-tuning\n\nFine-tuned locally by fedengine on `{}`: {} epoch(s), kept epoch {} \
+         ({}), test accuracy {test}, seed {}.\n",
+        dataset.root.display(),
+        outcome.epochs_run,
+        outcome.best_epoch,
+        outcome.stopped,
+        args.seed
+    );
+    let model_zip = args.out.join("model.zip");
+    write_model_zip(
+        &ResultSpec {
+            source: package,
+            weights: &outcome.weights,
+            weights_name: "model.safetensors",
+            labels: &dataset.labels,
+            config_updates: serde_json::Map::new(),
+            card_appendix: Some(appendix),
+            federated: None,
+            extra_files: &extra_files,
+        },
+        &model_zip,
+    )?;
+    println!(
+        "{} epoch(s), kept epoch {} ({}); test accuracy {test}",
+        outcome.epochs_run, outcome.best_epoch, outcome.stopped
+    );
+    println!("wrote {}", model_zip.display());
     Ok(ExitCode::SUCCESS)
 }

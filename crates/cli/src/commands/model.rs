@@ -1,4 +1,5 @@
-//! `engine model validate|show DIR`: check a model package and summarise it.
+//! `engine model validate|show DIR`: check a model package and summarise it;
+//! `engine model list`: the models this binary can build.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,6 +18,13 @@ pub enum ModelCommand {
     Validate(PackageArgs),
     /// Print a package's Model Card summary, labels and weights file.
     Show(PackageArgs),
+    /// List the models this engine binary can build: `entry_module`, `entry_class` and what
+    /// each is (model crates linked into the binary add theirs).
+    List {
+        /// Print machine-readable JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Arguments shared by the `model` subcommands.
@@ -31,8 +39,32 @@ pub struct PackageArgs {
 
 /// Runs a `model` subcommand.
 pub fn run(command: ModelCommand) -> Result<ExitCode> {
-    let catalog = fl_torch::builtin_catalog();
+    let catalog = fl_model::catalog();
     match command {
+        ModelCommand::List { json } => {
+            let models = fl_model::registered_models();
+            if json {
+                let rows: Vec<serde_json::Value> = models
+                    .iter()
+                    .map(|m| {
+                        serde_json::json!({
+                            "entry_module": m.module,
+                            "entry_class": m.class,
+                            "summary": m.summary,
+                        })
+                    })
+                    .collect();
+                print_json(&rows)?;
+            } else {
+                for m in models {
+                    println!("{}.{}\t{}", m.module, m.class, m.summary);
+                }
+                println!(
+                    "(and any TorchScript package: `entry_file` with the scripted module's class)"
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         ModelCommand::Validate(args) => {
             let inspection = inspect_package(&args.dir, &catalog);
             if args.json {

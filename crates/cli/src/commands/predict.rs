@@ -1,4 +1,5 @@
-//! `engine predict MODEL IMAGE...`: top-k labels with probabilities for each image.
+//! `engine predict MODEL IMAGE...`: top-k labels with probabilities for each image, from
+//! the package's model (built-in, TorchScript or registered by a model crate).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,8 +7,8 @@ use std::process::ExitCode;
 use super::open_model;
 use anyhow::{Result, bail};
 use clap::Args;
-use fl_data::Preprocessor;
-use fl_torch::{Classifier, predict};
+use fl_model::{ModelContext, ModelInit, build_model};
+use fl_torch::TrainerOptions;
 use serde_json::json;
 
 /// Arguments of `engine predict`.
@@ -35,45 +36,47 @@ pub struct PredictArgs {
 /// Runs `engine predict`. Exits 1 when any image could not be read.
 pub fn run(args: PredictArgs) -> Result<ExitCode> {
     let opened = open_model(&args.model)?;
-    let (model, _) = Classifier::from_package(&opened.package, None, 0)?;
-    let preprocessor = Preprocessor::new(
-        opened.package.preprocessor.as_ref(),
-        model.spec.in_channels as u32,
-    );
-    preprocessor.validate()?;
-    if args.fail_fast {
-        for path in &args.images {
-            if let Err(error) = preprocessor.load(path, None) {
-                bail!("{error}");
-            }
-        }
+    let labels = opened
+        .package
+        .labels()
+        .map(<[String]>::to_vec)
+        .unwrap_or_default();
+    let mut model = build_model(ModelInit {
+        package: opened.package,
+        options: TrainerOptions::default(),
+        context: ModelContext {
+            node: "local".into(),
+            task: "predict".into(),
+            labels,
+            ..ModelContext::default()
+        },
+    })?;
+    let predictions = model.predict_files(&args.images, args.batch_size);
+    if args.fail_fast
+        && let Some(Err(error)) = predictions.iter().find(|p| p.is_err())
+    {
+        bail!("{error}");
     }
-    let predictions = predict(
-        &model,
-        &preprocessor,
-        &args.images,
-        args.top_k,
-        args.batch_size,
-    )?;
     let mut failed = 0;
     let mut rows = Vec::new();
-    for p in &predictions {
-        match &p.outcome {
+    for (path, outcome) in args.images.iter().zip(&predictions) {
+        match outcome {
             Ok(scored) => {
+                let scored = &scored[..args.top_k.max(1).min(scored.len())];
                 if args.json {
-                    rows.push(json!({"image": p.path, "predictions": scored}));
+                    rows.push(json!({"image": path, "predictions": scored}));
                 } else {
                     let labels: Vec<String> = scored
                         .iter()
                         .map(|s| format!("{} ({:.1}%)", s.label, s.probability * 100.0))
                         .collect();
-                    println!("{}: {}", p.path.display(), labels.join(", "));
+                    println!("{}: {}", path.display(), labels.join(", "));
                 }
             }
             Err(error) => {
                 failed += 1;
                 if args.json {
-                    rows.push(json!({"image": p.path, "error": error.to_string()}));
+                    rows.push(json!({"image": path, "error": error.to_string()}));
                 }
                 eprintln!("error: {error}");
             }

@@ -1,0 +1,225 @@
+//! The calls the engine makes on a model in a federated task: a participant's round
+//! ([`train_round`]), the initiator's round-end decision ([`decide`]) and its final test with
+//! the extra result files ([`finish`]). The engine's runtime owns everything around them.
+
+use fl_tensor::{Body, Decision, Digest, PackageFile, Schedule, TensorSet};
+use fl_torch::{Metrics, ModelError, round_seed, run_epoch};
+
+use crate::fedavg::{AutoFedAvgModel, EpochContext, RoundContext};
+
+/// Files a model may not replace in the result package (the engine writes them).
+pub const RESERVED_FILES: &[&str] = &["README.md", "config.json", "model.safetensors"];
+
+/// The largest extra result file, in bytes.
+pub const MAX_RESULT_FILE: u64 = 256 << 20;
+
+/// A participant's trained round.
+#[derive(Debug, Clone)]
+pub struct TrainedRound {
+    /// The exchanged weights after training.
+    pub weights: TensorSet,
+    /// Training samples per epoch: the FedAvg weight.
+    pub samples: u64,
+    /// The last epoch's training metrics.
+    pub metrics: Metrics,
+    /// Digest of the global weights training started from.
+    pub base_digest: Digest,
+    /// Local epochs run.
+    pub epochs: usize,
+}
+
+impl TrainedRound {
+    /// The [`Body::Update`] that carries it.
+    pub fn into_body(self) -> Body {
+        Body::Update {
+            samples: self.samples,
+            base_digest: self.base_digest,
+            metrics: reported(self.metrics),
+            tensors: self.weights,
+        }
+    }
+}
+
+/// Training metrics as they travel.
+pub fn reported(metrics: Metrics) -> fl_tensor::Metrics {
+    metrics.into()
+}
+
+/// Runs 0-based `round` on a participant: loads `global`, starts the round (seed from
+/// `(seed, round)`, fresh optimiser), trains `merge_epochs` epochs keyed by the run-wide
+/// epoch, and returns the exchanged weights. `on_epoch(done, metrics)` is called after each
+/// epoch. `samples` is the node's training count (its FedAvg weight).
+pub fn train_round(
+    model: &mut dyn AutoFedAvgModel,
+    global: &TensorSet,
+    round: u64,
+    merge_epochs: usize,
+    seed: u64,
+    samples: u64,
+    on_epoch: &mut dyn FnMut(usize, &Metrics),
+) -> Result<TrainedRound, ModelError> {
+    let Some(last) = merge_epochs
+        .checked_sub(1)
+        .and_then(|e| run_epoch(round, merge_epochs, e))
+    else {
+        return Err(ModelError::Config {
+            key: "merge_epochs".into(),
+            message: format!("is {merge_epochs} in round {round}"),
+            expected: "at least 1, with round * merge_epochs below 2^64".into(),
+        });
+    };
+    if samples == 0 {
+        return Err(ModelError::EmptySplit {
+            split: "Train",
+            hint: "a FedAvg participant needs training samples",
+        });
+    }
+    model.load_state_dict(global)?;
+    model.start_round(&RoundContext {
+        round,
+        merge_epochs,
+        seed,
+        torch_seed: round_seed(seed, round),
+    })?;
+    let mut metrics = None;
+    for (epoch, run_epoch) in (last + 1 - merge_epochs as u64..=last).enumerate() {
+        let m = model.train_an_epoch(&EpochContext {
+            round,
+            epoch,
+            run_epoch,
+        })?;
+        on_epoch(epoch + 1, &m);
+        metrics = Some(m);
+    }
+    Ok(TrainedRound {
+        weights: model.state_dict()?,
+        samples,
+        metrics: metrics.unwrap_or(Metrics {
+            loss: 0.0,
+            accuracy: 0.0,
+            samples: 0,
+        }),
+        base_digest: global.digest(),
+        epochs: merge_epochs,
+    })
+}
+
+/// The initiator's round end: loads `global`, validates it, fills this round's validation
+/// metrics into the schedule's last record, and asks the model's hooks. Returns the
+/// validation samples, the metrics and the decision.
+pub fn decide(
+    model: &mut dyn AutoFedAvgModel,
+    global: &TensorSet,
+    mut schedule: Schedule,
+) -> Result<(u64, Option<fl_tensor::Metrics>, Decision), ModelError> {
+    model.load_state_dict(global)?;
+    let validation = model.run_validation()?;
+    let reported = validation.map(reported);
+    match schedule.history.last_mut() {
+        Some(record) if record.round == schedule.round => record.validation = reported.clone(),
+        _ => schedule.history.push(fl_tensor::RoundRecord {
+            round: schedule.round,
+            validation: reported.clone(),
+            train_loss: None,
+        }),
+    }
+    let decision = Decision {
+        best: model.best_state_dict(&schedule),
+        finished: model.is_task_finished(&schedule),
+    };
+    let samples = validation.map_or(0, |m| m.samples as u64);
+    Ok((samples, reported, decision))
+}
+
+/// The initiator's end of the task: loads the best weights, tests them, and collects the
+/// model's extra result files (checked: relative `/`-separated paths, none of
+/// [`RESERVED_FILES`], at most [`MAX_RESULT_FILE`] bytes each).
+pub fn finish(
+    model: &mut dyn AutoFedAvgModel,
+    best: &TensorSet,
+) -> Result<(u64, Option<fl_tensor::Metrics>, Vec<PackageFile>), ModelError> {
+    model.load_state_dict(best)?;
+    let test = model.run_test()?;
+    let dir = model.context().result_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|source| ModelError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let mut files = Vec::new();
+    for file in model.fine_tuned_files(&dir)? {
+        check_zip_path(&file.path_in_zip)?;
+        let size = std::fs::metadata(&file.file)
+            .map_err(|source| ModelError::Io {
+                path: file.file.clone(),
+                source,
+            })?
+            .len();
+        if size > MAX_RESULT_FILE {
+            return Err(ModelError::Model(format!(
+                "fine_tuned_files: {} is {size} bytes; at most {MAX_RESULT_FILE} are accepted",
+                file.file.display()
+            )));
+        }
+        let bytes = std::fs::read(&file.file).map_err(|source| ModelError::Io {
+            path: file.file.clone(),
+            source,
+        })?;
+        files.push(PackageFile {
+            path: file.path_in_zip,
+            bytes,
+        });
+    }
+    Ok((
+        test.map_or(0, |m| m.samples as u64),
+        test.map(reported),
+        files,
+    ))
+}
+
+/// Checks a path inside `model.zip` given by a model.
+pub fn check_zip_path(path: &str) -> Result<(), ModelError> {
+    let bad = |why: &str| {
+        Err(ModelError::Model(format!(
+            "fine_tuned_files: `{path}` {why} (accepted: a relative `/`-separated path such as \
+             `extra/labels.txt`, not {})",
+            RESERVED_FILES.join(", ")
+        )))
+    };
+    if path.is_empty() || path.starts_with('/') || path.contains('\\') {
+        return bad("is not a relative `/`-separated path");
+    }
+    if path
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
+        return bad("has an empty, `.` or `..` component");
+    }
+    if RESERVED_FILES.contains(&path) {
+        return bad("is a file the engine writes");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_paths_stay_inside_the_package() {
+        for good in ["labels.txt", "extra/descriptions.json"] {
+            assert!(check_zip_path(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a//b",
+            "a/./b",
+            "config.json",
+            "a\\b",
+        ] {
+            let error = check_zip_path(bad).expect_err(bad).to_string();
+            assert!(error.contains("accepted:"), "{error}");
+        }
+    }
+}

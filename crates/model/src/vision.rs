@@ -1,0 +1,255 @@
+//! [`VisionClassifier`]: the built-in image classifiers (`fedengine.vision`: SmallCnn,
+//! ResNet18, ResNet34) and TorchScript packages, implemented through the authoring traits
+//! and registered like an author's model.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use fl_data::{Dataset, OpenOptions, Preprocessor};
+use fl_tensor::{Split, TensorSet};
+use fl_torch::{
+    BUILTIN_MODULE, Classifier, HeadChange, HyperParameters, ModelError, NodeData, Scored,
+    WeightExchange,
+};
+use tch::{Tensor, nn};
+
+use crate::auto_model::{AutoModel, FineTuneJob, FineTuneOutcome};
+use crate::context::{DataSummary, DatasetDirs, ModelContext, ModelInit};
+use crate::fedavg::{AutoFedAvgModel, EpochContext, Parts};
+use crate::loader::SampleLoader;
+use crate::local::fine_tune_fedavg;
+
+crate::register_model!(
+    BUILTIN_MODULE,
+    "SmallCnn",
+    "two conv layers with BatchNorm; small images, fast tests",
+    |init| Ok(Box::new(VisionClassifier::build(init)?))
+);
+crate::register_model!(
+    BUILTIN_MODULE,
+    "ResNet18",
+    "torchvision resnet18 (same parameter names)",
+    |init| Ok(Box::new(VisionClassifier::build(init)?))
+);
+crate::register_model!(
+    BUILTIN_MODULE,
+    "ResNet34",
+    "torchvision resnet34 (same parameter names)",
+    |init| Ok(Box::new(VisionClassifier::build(init)?))
+);
+
+/// A built-in or TorchScript image classifier with the package's preprocessing and
+/// hyper-parameters (`config.json` plus the workflow's overrides): SGD or Adam, step decay
+/// of the learning rate by run-wide epoch.
+pub struct VisionClassifier {
+    context: ModelContext,
+    classifier: Classifier,
+    head_change: HeadChange,
+    hp: HyperParameters,
+    preprocessor: Arc<Preprocessor>,
+    optimizer: Option<nn::Optimizer>,
+    training: Option<SampleLoader>,
+    validation: Option<SampleLoader>,
+    testing: Option<SampleLoader>,
+    seed: u64,
+    workers: usize,
+}
+
+impl std::fmt::Debug for VisionClassifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VisionClassifier")
+            .field("classifier", &self.classifier)
+            .field("hp", &self.hp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VisionClassifier {
+    /// Builds the package's classifier for the context's labels (the head is rebuilt from
+    /// the seed when they are not the package's).
+    pub fn build(init: ModelInit) -> Result<Self, ModelError> {
+        let hp = init.hyper_parameters()?;
+        tch::set_num_threads(init.options.threads.max(1) as i32);
+        let labels = (!init.context.labels.is_empty()).then_some(init.context.labels.as_slice());
+        let (classifier, head_change) =
+            Classifier::from_package(&init.package, labels, init.options.seed as i64)?;
+        let preprocessor = Arc::new(
+            Preprocessor::new(
+                init.package.preprocessor.as_ref(),
+                classifier.spec.in_channels as u32,
+            )
+            .with_cache(init.options.cache_bytes),
+        );
+        preprocessor.validate()?;
+        let mut context = init.context;
+        context.labels = classifier.labels.clone();
+        Ok(Self {
+            context,
+            classifier,
+            head_change,
+            hp,
+            preprocessor,
+            optimizer: None,
+            training: None,
+            validation: None,
+            testing: None,
+            seed: init.options.seed,
+            workers: init.options.workers,
+        })
+    }
+
+    /// What happened to the package's head for the task's labels.
+    pub fn head_change(&self) -> &HeadChange {
+        &self.head_change
+    }
+
+    /// The hyper-parameters in use.
+    pub fn hyper_parameters(&self) -> &HyperParameters {
+        &self.hp
+    }
+
+    fn loader(&self, data: Vec<fl_data::Sample>) -> Option<SampleLoader> {
+        (!data.is_empty()).then(|| {
+            SampleLoader::new(
+                data,
+                self.preprocessor.clone(),
+                self.hp.batch_size,
+                self.seed,
+                self.workers,
+            )
+        })
+    }
+}
+
+impl AutoModel for VisionClassifier {
+    fn context(&self) -> &ModelContext {
+        &self.context
+    }
+
+    fn context_mut(&mut self) -> &mut ModelContext {
+        &mut self.context
+    }
+
+    fn forward(&mut self, batch: &Tensor) -> Result<Tensor, ModelError> {
+        Ok(self.classifier.forward(batch, self.context.training))
+    }
+
+    fn predict_file(&mut self, image: &Path) -> Result<Vec<Scored>, ModelError> {
+        let image = self.preprocessor.load(image, None)?;
+        let xs = Tensor::from_slice(&image.data).view([
+            1,
+            image.channels as i64,
+            image.height as i64,
+            image.width as i64,
+        ]);
+        Ok(self.predict(&xs)?.into_iter().next().unwrap_or_default())
+    }
+
+    /// Batched: images of the same size share a forward pass.
+    fn predict_files(
+        &mut self,
+        images: &[std::path::PathBuf],
+        batch_size: usize,
+    ) -> Vec<Result<Vec<Scored>, ModelError>> {
+        let all = self.context.labels.len();
+        match fl_torch::predict(
+            &self.classifier,
+            &self.preprocessor,
+            images,
+            all,
+            batch_size,
+        ) {
+            Ok(predictions) => predictions
+                .into_iter()
+                .map(|p| p.outcome.map_err(ModelError::from))
+                .collect(),
+            Err(error) => {
+                let message = error.to_string();
+                images
+                    .iter()
+                    .map(|_| Err(ModelError::Model(message.clone())))
+                    .collect()
+            }
+        }
+    }
+
+    /// Opens each directory as an AlphaMed (`annotation.json`) or CVAT dataset: unusable
+    /// samples are left out and reported in the task log; a sample whose label is not one
+    /// of the task's, or a directory that is not a dataset, refuses the data.
+    fn init_dataset(&mut self, dataset: &DatasetDirs) -> Result<DataSummary, String> {
+        let mut data = NodeData::default();
+        for (split, dir) in [
+            (Split::Train, &dataset.train),
+            (Split::Validation, &dataset.validation),
+            (Split::Test, &dataset.test),
+        ] {
+            let Some(dir) = dir else { continue };
+            let opened = Dataset::open(dir, &OpenOptions::default()).map_err(|e| e.to_string())?;
+            if !opened.report.is_clean() {
+                self.context.logger.warn(&format!(
+                    "samples left out of the data:\n{}: {}",
+                    dir.display(),
+                    opened.report
+                ));
+            }
+            let node =
+                NodeData::from_dataset(&opened, &self.context.labels).map_err(|e| e.to_string())?;
+            match split {
+                Split::Train => data.train = node.train,
+                Split::Validation => data.validation = node.validation,
+                Split::Test => data.test = node.test,
+            }
+        }
+        let summary = DataSummary {
+            train: data.train.len() as u64,
+            validation: data.validation.len() as u64,
+            test: data.test.len() as u64,
+        };
+        self.training = self.loader(data.train);
+        self.validation = self.loader(data.validation);
+        self.testing = self.loader(data.test);
+        Ok(summary)
+    }
+
+    fn fine_tune(&mut self, job: &FineTuneJob) -> Result<FineTuneOutcome, ModelError> {
+        fine_tune_fedavg(self, job)
+    }
+}
+
+impl AutoFedAvgModel for VisionClassifier {
+    fn parts(&mut self) -> Parts<'_> {
+        Parts {
+            vs: self.classifier.var_store(),
+            model: &self.classifier,
+            optimizer: &mut self.optimizer,
+            training: self.training.as_ref().map(|l| l as _),
+            validation: self.validation.as_ref().map(|l| l as _),
+            testing: self.testing.as_ref().map(|l| l as _),
+        }
+    }
+
+    fn build_optimizer(&mut self) -> Result<nn::Optimizer, ModelError> {
+        self.hp.optimizer(&self.classifier)
+    }
+
+    fn learning_rate(&self, epoch: &EpochContext) -> Option<f64> {
+        Some(
+            self.hp
+                .learning_rate_at(usize::try_from(epoch.run_epoch).unwrap_or(usize::MAX)),
+        )
+    }
+
+    /// Every variable, a TorchScript module's buffers included.
+    fn state_dict(&mut self) -> Result<TensorSet, ModelError> {
+        self.classifier.weights()
+    }
+
+    /// Strictly: every variable, exact dtypes and shapes.
+    fn load_state_dict(&mut self, state: &TensorSet) -> Result<(), ModelError> {
+        self.classifier.load_weights(state)
+    }
+
+    fn save_weights(&mut self, path: &Path) -> Result<(), ModelError> {
+        self.classifier.save_safetensors(path)
+    }
+}
