@@ -62,7 +62,11 @@ pub fn fine_tune_fedavg<M: AutoFedAvgModel + ?Sized>(
     let mut best = model.state_dict()?;
     if job.recover && dir.join(CHECKPOINT).is_file() {
         let (restored, last, kept) = read_checkpoint(&dir)?;
-        schedule = restored;
+        schedule = Schedule {
+            // This run's limit, not the interrupted one's.
+            max_rounds: job.epochs as u64,
+            ..restored
+        };
         model.load_state_dict(&last)?;
         best = kept;
         model.push_log(&format!(

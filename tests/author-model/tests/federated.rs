@@ -1,48 +1,14 @@
 //! A model registered by this crate (not by the engine) runs federated tasks through
 //! `engine submit` — here `author-engine`, the engine's command line with this crate linked.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use author_model_tests::{CLASS, HEAD, MODULE, write_initial_weights};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
-}
-
-/// A package of the test model in `dir`, with extra `config.json` keys.
-fn package(dir: &Path, extra_config: &str) -> PathBuf {
-    let package = dir.join("package");
-    fs::create_dir_all(&package).expect("package dir");
-    fs::write(
-        package.join("README.md"),
-        "---\nname: head-only\ntasks:\n  - image-classification\nlicense: Apache-2.0\nauthor: fedengine tests\nframework: PyTorch\n---\n\n# HeadOnly\n\nA test model.\n",
-    )
-    .expect("card");
-    let labels: Vec<String> = (0..10).map(|i| format!("\"{i}\": \"{i}\"")).collect();
-    let ids: Vec<String> = (0..10).map(|i| format!("\"{i}\": {i}")).collect();
-    fs::write(
-        package.join("config.json"),
-        format!(
-            r#"{{"entry_module": "{MODULE}", "entry_class": "{CLASS}", "param_file": "model.safetensors",
-"id2label": {{{}}}, "label2id": {{{}}}, "learning_rate": 0.5, "batch_size": 32{extra_config}}}"#,
-            labels.join(", "),
-            ids.join(", ")
-        ),
-    )
-    .expect("config");
-    fs::write(
-        package.join("preprocessor_config.json"),
-        r#"{"size": 8, "image_mean": [0.5], "image_std": [0.5]}"#,
-    )
-    .expect("preprocessor");
-    write_initial_weights(&package.join("model.safetensors"), 10, 7).expect("weights");
-    package
-}
+use author_model_tests::HEAD;
+use common::{package, repo};
 
 /// A FedAvg workflow over the shipped digit shards, results under `dir/run`.
 fn workflow(dir: &Path, package: &Path, max_rounds: u32) -> PathBuf {
