@@ -10,7 +10,11 @@ use crate::set::TensorSet;
 
 /// The envelope layout this crate writes and reads. A message with another version is
 /// refused with [`CodecError::SchemaVersion`](crate::CodecError::SchemaVersion).
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// Version 2 added the initiator's round-end decision and final test
+/// ([`Body::Decide`], [`Body::Decided`], [`Body::Finish`], [`Body::Finished`]), which a
+/// version-1 node cannot answer.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One message: who sent what, for which task and round.
 ///

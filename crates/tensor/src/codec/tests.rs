@@ -196,14 +196,22 @@ fn truncated_and_extended_messages_are_refused() {
 #[test]
 fn other_schema_versions_are_refused_by_name() {
     let mut message = update(every_dtype());
-    message.schema_version = 2;
+    message.schema_version = SCHEMA_VERSION + 1;
     let error = Envelope::decode(&message.encode().unwrap()).unwrap_err();
     assert_eq!(
         error,
         CodecError::SchemaVersion {
-            found: 2,
-            supported: 1
+            found: SCHEMA_VERSION + 1,
+            supported: SCHEMA_VERSION
         }
+    );
+    message.schema_version = 1;
+    assert!(
+        matches!(
+            Envelope::decode(&message.encode().unwrap()),
+            Err(CodecError::SchemaVersion { found: 1, .. })
+        ),
+        "version 1 nodes cannot answer the round-end decision"
     );
     assert!(error.to_string().contains("upgrade the engine"), "{error}");
     message.schema_version = 0;
@@ -239,11 +247,11 @@ fn other_schema_versions_are_refused_by_name() {
         Envelope::decode(&bytes),
         Err(CodecError::SchemaVersion {
             found: 7,
-            supported: 1
+            supported: SCHEMA_VERSION
         })
     );
     let current = Future {
-        schema_version: 1,
+        schema_version: SCHEMA_VERSION,
         ..future
     };
     let bytes = rmp_serde::to_vec_named(&current).unwrap();
