@@ -15,10 +15,16 @@ pub fn repo() -> PathBuf {
         .expect("repository root")
 }
 
+/// The engine binary these tests run (author crates reuse the federation helpers with
+/// their own binary, through a `common` module of theirs with the same functions).
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_engine")
+}
+
 /// Runs the built `engine` from the repository root; it must find libtorch by itself
 /// (rpath), not through the test runner's `LD_LIBRARY_PATH`.
 pub fn engine(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_engine"))
+    Command::new(binary())
         .args(args)
         .current_dir(repo())
         .env_remove("LD_LIBRARY_PATH")

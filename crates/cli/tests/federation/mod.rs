@@ -1,6 +1,7 @@
 //! Running a federation as users do, for the distributed tests: `engine coordinator` and one
 //! `engine agent` per node of the shipped workflow as OS processes against a real
-//! nats-server, each killable and restartable.
+//! nats-server, each killable and restartable. The binary is `super::common::binary()`, so
+//! an author crate's tests run their own engine the same way (`examples/skin-lesion`).
 
 #![allow(dead_code)]
 
@@ -38,7 +39,7 @@ impl Daemon {
     /// Like [`Daemon::start`], with extra environment variables (a crash point).
     pub fn start_with(name: &str, args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Self {
         let log = dir.join(format!("{name}.log"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
+        let mut child = Command::new(super::common::binary())
             .args(args)
             .current_dir(repo())
             .env_remove("LD_LIBRARY_PATH")
