@@ -4,8 +4,9 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber (once per process; later calls keep the first).
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("warn,engine=info,fl_cli=info,fl_torch=info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("warn,engine=info,fl_cli=info,fl_torch=info,fl_model=info")
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

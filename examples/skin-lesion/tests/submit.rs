@@ -104,8 +104,11 @@ fn lesion_net_fine_tunes_locally_and_predicts_with_its_result() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    // Every epoch was validated and LesionNet's hooks decided when to stop.
+    // Every epoch was validated and LesionNet's hooks decided when to stop; each epoch was
+    // reported as it finished.
     assert!(stdout.contains("epoch(s), kept epoch"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("epoch 1: train loss"), "{stderr}");
     let checkpoint: serde_json::Value = serde_json::from_str(
         &fs::read_to_string(out.join("work/checkpoint.json")).expect("checkpoint"),
     )

@@ -8,7 +8,7 @@ use super::open_model;
 use anyhow::{Context, Result};
 use clap::Args;
 use fl_data::{Dataset, OpenOptions};
-use fl_model::{DatasetDirs, FineTuneJob, ModelContext, ModelInit, build_model};
+use fl_model::{DatasetDirs, FineTuneJob, ModelContext, ModelInit, TaskLogger, build_model};
 use fl_package::{Entry, ModelPackage, ResultSpec, write_model_zip};
 use fl_torch::{
     BUILTIN_MODULE, EpochRow, FineTuneObserver, FineTuneOptions, TrainerOptions, fine_tune,
@@ -193,6 +193,14 @@ fn run_registered(args: &FinetuneArgs, package: &ModelPackage) -> Result<ExitCod
             labels: dataset.labels.clone(),
             is_initiator: true,
             result_dir: work,
+            // The model's own lines (one per epoch with `fine_tune_fedavg`) as progress.
+            logger: TaskLogger::new(|warning, line| {
+                if warning {
+                    eprintln!("warning: {line}");
+                } else {
+                    eprintln!("{line}");
+                }
+            }),
             ..ModelContext::default()
         },
     };
