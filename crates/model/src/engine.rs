@@ -1,6 +1,32 @@
 //! The calls the engine makes on a model in a federated task: a participant's round
 //! ([`train_round`]), the initiator's round-end decision ([`decide`]) and its final test with
 //! the extra result files ([`finish`]). The engine's runtime owns everything around them.
+//!
+//! # Optimiser state across rounds
+//!
+//! The optimiser is **created afresh at the start of every round**
+//! ([`AutoFedAvgModel::start_round`]), from the global weights, and kept across the round's
+//! `merge_epochs` epochs only (FedAvg as published, and what Flower and FedML clients do).
+//! Momentum buffers (SGD) and moment estimates (Adam) from the previous round describe the
+//! trajectory of this node's own pre-aggregation weights; after averaging they point from a
+//! model the node no longer has, and stale Adam second moments also damp the first steps
+//! wrongly. A fresh optimiser also makes a round a pure function of `(global weights, round,
+//! seed, data, threads)`: nothing has to be checkpointed besides the global model for a
+//! resumed run (or a node that joins late, restarts or is replaced) to reproduce a round bit
+//! for bit. AlphaMed keeps a local optimiser across rounds; this engine does not, on purpose.
+//!
+//! # Epochs, data order and learning rate
+//!
+//! Epochs are counted across the run: epoch `e` (0-based) of round `r` is run-wide epoch
+//! `r * merge_epochs + e` ([`fl_torch::run_epoch`]). Data order and augmentation are keyed by
+//! `(seed, run-wide epoch)` (see [`crate::SampleLoader`]), so every epoch of every round
+//! differs and a resumed round sees the same batches; so is a step learning-rate decay
+//! ([`AutoFedAvgModel::learning_rate`]). libtorch's own generator (Dropout, a rebuilt head) is
+//! seeded at the start of each round from `(seed, round)` ([`fl_torch::round_seed`]).
+//!
+//! libtorch's thread count and generator are process-wide: determinism holds when one model
+//! trains at a time in a process (the runtime serialises them) and every node uses the same
+//! thread count.
 
 use fl_tensor::{Body, Decision, Digest, PackageFile, Schedule, TensorSet};
 use fl_torch::{Metrics, ModelError, round_seed, run_epoch};

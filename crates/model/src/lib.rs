@@ -35,7 +35,7 @@ pub use auto_model::{AutoModel, FineTuneJob, FineTuneOutcome};
 pub use context::{DataSummary, DatasetDirs, ModelContext, ModelInit, TaskLogger};
 pub use fedavg::{AutoFedAvgModel, EpochContext, Parts, ResultFile, RoundContext};
 pub use loader::{DataLoader, Pass, SampleLoader};
-pub use local::fine_tune_fedavg;
+pub use local::{LOCAL_PATIENCE, fine_tune_fedavg};
 pub use registry::{ModelFactory, build_model, catalog, find_model, registered_models};
 pub use vision::VisionClassifier;
 

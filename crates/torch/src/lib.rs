@@ -30,10 +30,7 @@ pub use params::{
     ALLOWED_GLOBALS, LoadReport, ParamError, ParamFile, ShapeMismatch, StrictMismatch,
     WRAPPER_KEYS, load_strict, named_tensors, read_param_file, read_params, write_safetensors,
 };
-pub use participant::{
-    EpochRecord, LocalTrainer, NodeData, RoundUpdate, TrainerOptions, order_fingerprint,
-    round_seed, run_epoch,
-};
+pub use participant::{NodeData, TrainerOptions, round_seed, run_epoch};
 pub use predict::{Prediction, Scored, predict};
 pub use registry::{
     BUILTIN_MODULE, BuildFn, BuiltinModel, ModelSpec, builtin_catalog, builtin_models, find_builtin,
