@@ -41,6 +41,12 @@ fn lesion_net_runs_through_engine_submit_and_its_own_rule_stops_the_task() {
 
     // LesionNet's rule, not max_rounds or patience, ended the task.
     let log = fs::read_to_string(out.join("task.log")).expect("task log");
+    // What the model pushed to the log is there, under its node.
+    assert!(
+        log.lines().any(|l| l.contains("[site-1]")
+            && l.contains("LesionNet: 333 training, 0 validation, 0 test images at 16x16")),
+        "{log}"
+    );
     let line = log
         .lines()
         .find(|l| l.contains("early stopping after round"))
