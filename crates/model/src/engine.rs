@@ -195,6 +195,11 @@ pub fn finish(
             bytes,
         });
     }
+    if files.is_empty() {
+        // Leave no empty directory behind (the removal fails, as it should, when the model
+        // wrote files it did not return).
+        let _ = std::fs::remove_dir(&dir);
+    }
     Ok((
         test.map_or(0, |m| m.samples as u64),
         test.map(reported),

@@ -52,6 +52,17 @@ pub struct NodeSpec<'a> {
     pub result_dir: PathBuf,
 }
 
+/// A model's logger writing to a node's lines of the task log.
+pub(crate) fn task_logger(log: NodeLog) -> TaskLogger {
+    TaskLogger::new(move |warning, line| {
+        if warning {
+            log.warn(line);
+        } else {
+            log.info(line);
+        }
+    })
+}
+
 /// Builds one instance of the package's model for this node and has it verify and load
 /// `dataset` ([`fl_model::AutoModel::init_dataset`]); a refusal is logged with its reason.
 fn model_for(
@@ -59,7 +70,6 @@ fn model_for(
     dataset: &DataSources,
     log: &NodeLog,
 ) -> Result<(Box<dyn AutoFedAvgModel>, DataSummary), String> {
-    let sink = log.clone();
     let init = ModelInit {
         package: spec.package.clone(),
         options: spec.options.clone(),
@@ -69,13 +79,7 @@ fn model_for(
             labels: spec.labels.to_vec(),
             is_initiator: spec.is_initiator,
             result_dir: spec.result_dir.clone(),
-            logger: TaskLogger::new(move |warning, line| {
-                if warning {
-                    sink.warn(line);
-                } else {
-                    sink.info(line);
-                }
-            }),
+            logger: task_logger(log.clone()),
             training: false,
         },
     };

@@ -8,7 +8,7 @@ use std::sync::mpsc::Sender;
 
 use actix::SyncArbiter;
 use fl_data::{Dataset, OpenOptions};
-use fl_model::{ModelContext, ModelInit, TaskLogger, build_model};
+use fl_model::{ModelContext, ModelInit, build_model};
 use fl_package::OpenedPackage;
 use fl_telemetry::TaskLog;
 use fl_torch::TrainerOptions;
@@ -18,11 +18,12 @@ use crate::aggregator::AggregatorActor;
 use crate::coordinator::Coordinator;
 use crate::error::RuntimeError;
 use crate::events::TaskEvent;
-use crate::node::{DataSources, NodeSpec, start_node};
+use crate::node::{DataSources, NodeSpec, start_node, task_logger};
 use crate::packager::{Package, PackagerActor};
 use crate::recorder::Recorder;
 use crate::remote::RemoteNodes;
 use crate::results::{FederationSummary, ResultFiles};
+use crate::workers::with_torch;
 use fl_tensor::Body;
 use fl_transport::{COORDINATOR, InProcess, NatsOptions, NatsTransport, Transport};
 
@@ -315,8 +316,7 @@ pub(crate) async fn run_task(
         node: COORDINATOR.into(),
         source: Box::new(source),
     };
-    let logger = coordinator_log.clone();
-    let mut model = build_model(ModelInit {
+    let init = ModelInit {
         package: package.clone(),
         options: trainer_options.clone(),
         context: ModelContext {
@@ -325,17 +325,12 @@ pub(crate) async fn run_task(
             labels: labels.clone(),
             is_initiator: false,
             result_dir: out.join("nodes").join(COORDINATOR),
-            logger: TaskLogger::new(move |warning, line| {
-                if warning {
-                    logger.warn(line);
-                } else {
-                    logger.info(line);
-                }
-            }),
+            logger: task_logger(coordinator_log.clone()),
             training: false,
         },
-    })
-    .map_err(model_error)?;
+    };
+    let mut model =
+        with_torch(workflow.threads as usize, || build_model(init)).map_err(model_error)?;
     let initial = model.state_dict().map_err(model_error)?;
 
     let tensorboard_dir = out.join("tensorboard");
@@ -406,8 +401,11 @@ pub(crate) async fn run_task(
         },
     };
     let best_path = out.join(".best.safetensors.partial");
-    model.load_state_dict(&outcome.best).map_err(model_error)?;
-    model.save_weights(&best_path).map_err(model_error)?;
+    with_torch(workflow.threads as usize, || {
+        model.load_state_dict(&outcome.best)?;
+        model.save_weights(&best_path)
+    })
+    .map_err(model_error)?;
     coordinator_log.info(format!(
         "best round {} kept; test accuracy {}",
         outcome.best_round,
@@ -438,6 +436,8 @@ pub(crate) async fn run_task(
         })
         .await;
     let _ = fs::remove_file(&best_path);
+    // The nodes' result directories, when no model wrote anything there.
+    let _ = fs::remove_dir(out.join("nodes"));
     let files = files.map_err(|e| RuntimeError::Transport(e.to_string()))??;
     drop(addresses);
     Ok(TaskReport {
