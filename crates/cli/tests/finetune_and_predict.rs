@@ -118,3 +118,48 @@ fn finetune_reaches_90_percent_is_reproducible_and_its_result_predicts() {
             .contains("missing.png")
     );
 }
+
+#[test]
+fn an_interrupted_finetune_resumes_with_recover_to_the_uninterrupted_weights() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |out: &Path, epochs: &str, recover: bool| {
+        let out = out.to_str().expect("utf-8 path");
+        let mut args = vec![
+            "finetune",
+            "models/digits-cnn",
+            "--data",
+            "datasets/digits/central",
+            "--out",
+            out,
+            "--epochs",
+            epochs,
+            "--seed",
+            "3",
+        ];
+        if recover {
+            args.push("--recover");
+        }
+        let output = engine(&args);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    };
+    let (whole, resumed) = (dir.path().join("whole"), dir.path().join("resumed"));
+    run(&whole, "4", false);
+    run(&resumed, "2", false);
+    let output = run(&resumed, "4", true);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("resuming after epoch 2 of 4"), "{stderr}");
+    assert_eq!(
+        zip_entry(&whole.join("model.zip"), "model.safetensors"),
+        zip_entry(&resumed.join("model.zip"), "model.safetensors"),
+        "resumed and uninterrupted runs keep the same weights"
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(resumed.join("metrics.json")).expect("metrics"))
+            .expect("json");
+    assert_eq!(metrics["epochs"].as_array().map(Vec::len), Some(4));
+}

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use fl_torch::{ModelError, Scored};
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::context::{DataSummary, DatasetDirs, ModelContext};
@@ -130,17 +131,37 @@ pub struct FineTuneJob {
     /// The run's seed (libtorch's generator; the model's own data order uses the seed it
     /// was built with).
     pub seed: u64,
+    /// Validated epochs without improvement before stopping; `None`:
+    /// [`LOCAL_PATIENCE`](crate::LOCAL_PATIENCE).
+    pub patience: Option<u32>,
+}
+
+/// One epoch of a local run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EpochSummary {
+    /// 1-based.
+    pub epoch: usize,
+    /// The learning rate used, when the model sets one.
+    pub learning_rate: Option<f64>,
+    /// Training metrics.
+    pub train: fl_torch::Metrics,
+    /// Validation metrics, when there is validation data.
+    pub validation: Option<fl_torch::Metrics>,
+    /// Wall time of the epoch, validation included.
+    pub seconds: f64,
 }
 
 /// What a local fine-tuning run produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FineTuneOutcome {
-    /// Epochs run (including those of an interrupted run that was resumed).
-    pub epochs_run: usize,
+    /// Every epoch run (including those of an interrupted run that was resumed).
+    pub epochs: Vec<EpochSummary>,
     /// The epoch (1-based) whose state was kept; 0 for the initial state.
     pub best_epoch: usize,
     /// Why training stopped.
     pub stopped: String,
+    /// Whether a hook ended the run before its last epoch.
+    pub stopped_early: bool,
     /// Test metrics of the kept state, when there is test data.
     pub test: Option<fl_torch::Metrics>,
     /// The kept state's full weights (safetensors) under the result directory.

@@ -51,6 +51,60 @@ impl TaskLogger {
     }
 }
 
+/// What a long run reports as it goes (`engine finetune` draws progress bars from it).
+pub trait ProgressSink: Send + Sync {
+    /// An epoch (1-based, of `epochs`) starts over `samples` training samples.
+    fn epoch_started(&self, _epoch: usize, _epochs: usize, _samples: usize) {}
+    /// `samples` more training samples were taken.
+    fn advance(&self, _samples: usize) {}
+    /// An epoch finished.
+    fn epoch_finished(&self, _summary: &crate::EpochSummary) {}
+}
+
+/// A handle on a [`ProgressSink`]; the default reports nowhere.
+#[derive(Clone, Default)]
+pub struct Progress {
+    sink: Option<Arc<dyn ProgressSink>>,
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress")
+            .field("connected", &self.sink.is_some())
+            .finish()
+    }
+}
+
+impl Progress {
+    /// Reports to `sink`.
+    pub fn new(sink: impl ProgressSink + 'static) -> Self {
+        Self {
+            sink: Some(Arc::new(sink)),
+        }
+    }
+
+    /// See [`ProgressSink::epoch_started`].
+    pub fn epoch_started(&self, epoch: usize, epochs: usize, samples: usize) {
+        if let Some(sink) = &self.sink {
+            sink.epoch_started(epoch, epochs, samples);
+        }
+    }
+
+    /// See [`ProgressSink::advance`].
+    pub fn advance(&self, samples: usize) {
+        if let Some(sink) = &self.sink {
+            sink.advance(samples);
+        }
+    }
+
+    /// See [`ProgressSink::epoch_finished`].
+    pub fn epoch_finished(&self, summary: &crate::EpochSummary) {
+        if let Some(sink) = &self.sink {
+            sink.epoch_finished(summary);
+        }
+    }
+}
+
 /// Where and for what a model instance runs.
 #[derive(Debug, Clone, Default)]
 pub struct ModelContext {
@@ -69,6 +123,8 @@ pub struct ModelContext {
     pub logger: TaskLogger,
     /// Training mode (`true`) or evaluation mode; see [`AutoModel::train`](crate::AutoModel::train).
     pub training: bool,
+    /// Progress of long runs (the default `train_an_epoch` advances it per batch).
+    pub progress: Progress,
 }
 
 /// Everything a [`ModelFactory`](crate::ModelFactory) builds a model from.

@@ -114,6 +114,7 @@ pub trait AutoFedAvgModel: AutoModel {
     fn train_an_epoch(&mut self, epoch: &EpochContext) -> Result<Metrics, ModelError> {
         let learning_rate = self.learning_rate(epoch);
         self.train();
+        let progress = self.context().progress.clone();
         let parts = self.parts();
         let Some(training) = parts.training else {
             return Err(ModelError::EmptySplit {
@@ -129,10 +130,16 @@ pub trait AutoFedAvgModel: AutoModel {
         if let Some(lr) = learning_rate {
             optimizer.set_lr(lr);
         }
-        let batches = training.batches(Pass {
-            epoch: epoch.run_epoch,
-            training: true,
-        });
+        let batches = training
+            .batches(Pass {
+                epoch: epoch.run_epoch,
+                training: true,
+            })
+            .inspect(|batch| {
+                if let Ok((_, ys)) = batch {
+                    progress.advance(ys.size().first().copied().unwrap_or(0) as usize);
+                }
+            });
         train_batches(parts.model, optimizer, batches)
     }
 

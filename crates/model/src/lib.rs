@@ -31,8 +31,10 @@ mod local;
 mod registry;
 mod vision;
 
-pub use auto_model::{AutoModel, FineTuneJob, FineTuneOutcome};
-pub use context::{DataSummary, DatasetDirs, ModelContext, ModelInit, TaskLogger};
+pub use auto_model::{AutoModel, EpochSummary, FineTuneJob, FineTuneOutcome};
+pub use context::{
+    DataSummary, DatasetDirs, ModelContext, ModelInit, Progress, ProgressSink, TaskLogger,
+};
 pub use fedavg::{AutoFedAvgModel, EpochContext, Parts, ResultFile, RoundContext};
 pub use loader::{DataLoader, Pass, SampleLoader};
 pub use local::{LOCAL_PATIENCE, fine_tune_fedavg};

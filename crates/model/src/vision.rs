@@ -83,6 +83,17 @@ impl VisionClassifier {
         preprocessor.validate()?;
         let mut context = init.context;
         context.labels = classifier.labels.clone();
+        match &head_change {
+            HeadChange::Kept => {}
+            HeadChange::Rebuilt { from, to } => context.logger.info(&format!(
+                "the task's labels differ from the package's: classifier head rebuilt ({from} -> {to} classes)"
+            )),
+            HeadChange::Relabelled { from } => context.logger.info(&format!(
+                "the task's labels have other names than the package's ({}): the head is kept and \
+                 output i now means the task's label i",
+                from.join(", ")
+            )),
+        }
         Ok(Self {
             context,
             classifier,

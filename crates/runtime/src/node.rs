@@ -80,7 +80,7 @@ fn model_for(
             is_initiator: spec.is_initiator,
             result_dir: spec.result_dir.clone(),
             logger: task_logger(log.clone()),
-            training: false,
+            ..ModelContext::default()
         },
     };
     let mut model = with_torch(spec.options.threads, || build_model(init)).map_err(|e| {

@@ -326,7 +326,7 @@ pub(crate) async fn run_task(
             is_initiator: false,
             result_dir: out.join("nodes").join(COORDINATOR),
             logger: task_logger(coordinator_log.clone()),
-            training: false,
+            ..ModelContext::default()
         },
     };
     let mut model =

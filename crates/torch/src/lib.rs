@@ -6,7 +6,6 @@
 mod classifier;
 mod error;
 mod exchange;
-mod finetune;
 mod models;
 mod params;
 mod participant;
@@ -21,16 +20,12 @@ pub use exchange::{
     WeightExchange, classifier_weights, dtype_of_kind, from_tensor_set, kind_of_dtype,
     load_classifier_weights, to_tensor_set,
 };
-pub use finetune::{
-    DEFAULT_CACHE_BYTES, EpochRow, FineTuneObserver, FineTuneOptions, FineTuneReport, Silent,
-    fine_tune,
-};
 pub use models::{ResNetDepth, resnet, small_cnn};
 pub use params::{
     ALLOWED_GLOBALS, LoadReport, ParamError, ParamFile, ShapeMismatch, StrictMismatch,
     WRAPPER_KEYS, load_strict, named_tensors, read_param_file, read_params, write_safetensors,
 };
-pub use participant::{NodeData, TrainerOptions, round_seed, run_epoch};
+pub use participant::{DEFAULT_CACHE_BYTES, NodeData, TrainerOptions, round_seed, run_epoch};
 pub use predict::{Prediction, Scored, predict};
 pub use registry::{
     BUILTIN_MODULE, BuildFn, BuiltinModel, ModelSpec, builtin_catalog, builtin_models, find_builtin,

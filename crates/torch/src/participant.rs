@@ -9,7 +9,6 @@ use fl_data::{Dataset, Sample, SplitMix64};
 use serde_json::{Map, Value};
 
 use crate::error::ModelError;
-use crate::finetune::DEFAULT_CACHE_BYTES;
 use crate::train::Metrics;
 
 /// Stream tag of libtorch's seed per round (distinct from fl-data's shuffle and augment).
@@ -22,6 +21,9 @@ pub fn run_epoch(round: u64, merge_epochs: usize, epoch: usize) -> Option<u64> {
         .checked_mul(merge_epochs as u64)?
         .checked_add(epoch as u64)
 }
+
+/// Memory for decoded images kept between epochs, by default: 512 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 512 << 20;
 
 /// libtorch's seed for 0-based `round` of a run seeded with `seed`.
 pub fn round_seed(seed: u64, round: u64) -> u64 {

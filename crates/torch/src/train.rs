@@ -2,7 +2,7 @@
 //! from a package's `config.json`.
 
 use fl_data::Batch;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Kind, Tensor};
@@ -129,7 +129,7 @@ impl HyperParameters {
 }
 
 /// Loss and accuracy over a number of samples.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     /// Mean cross-entropy loss.
     pub loss: f64,

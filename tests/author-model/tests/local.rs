@@ -53,6 +53,7 @@ fn fine_tune(
             recover,
             epochs,
             seed: 5,
+            patience: None,
         })
         .expect("fine-tuned");
     let lines = lines.lock().expect("log").clone();
@@ -71,7 +72,7 @@ fn a_resumed_local_fine_tuning_ends_with_the_uninterrupted_weights() {
         4,
         "{log:?}"
     );
-    assert_eq!(outcome.epochs_run, 4);
+    assert_eq!(outcome.epochs.len(), 4);
     assert_eq!(outcome.stopped, "max_rounds (4) reached");
     assert!((1..=4).contains(&outcome.best_epoch));
     let test = outcome.test.expect("central has test data");
@@ -79,9 +80,9 @@ fn a_resumed_local_fine_tuning_ends_with_the_uninterrupted_weights() {
 
     let resumed = dir.path().join("resumed");
     let (first, _) = fine_tune(&package, &resumed, 2, false);
-    assert_eq!(first.epochs_run, 2);
+    assert_eq!(first.epochs.len(), 2);
     let (second, log) = fine_tune(&package, &resumed, 4, true);
-    assert_eq!(second.epochs_run, 4);
+    assert_eq!(second.epochs.len(), 4);
     // Only epochs 3 and 4 ran again.
     assert!(
         log.contains(&"resuming after epoch 2 of 4".to_owned()),
@@ -97,4 +98,8 @@ fn a_resumed_local_fine_tuning_ends_with_the_uninterrupted_weights() {
         "resumed and uninterrupted runs keep bit-identical weights"
     );
     assert_eq!(second.test, outcome.test);
+    // The resumed run reports every epoch, those before the interruption included.
+    let numbers: Vec<usize> = second.epochs.iter().map(|e| e.epoch).collect();
+    assert_eq!(numbers, [1, 2, 3, 4]);
+    assert_eq!(second.epochs[..2], first.epochs[..]);
 }

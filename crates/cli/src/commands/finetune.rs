@@ -1,19 +1,23 @@
-//! `engine finetune MODEL --data DATASET --out OUT`: local fine-tuning with progress bars and
-//! a final table.
+//! `engine finetune MODEL --data DATASET --out OUT`: local fine-tuning through the package's
+//! model (`AutoModel::fine_tune`, built-in or registered by a model crate), with progress
+//! bars, a final table, `model.zip` and `metrics.json`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Mutex;
 
 use super::open_model;
 use anyhow::{Context, Result};
 use clap::Args;
 use fl_data::{Dataset, OpenOptions};
-use fl_model::{DatasetDirs, FineTuneJob, ModelContext, ModelInit, TaskLogger, build_model};
-use fl_package::{Entry, ModelPackage, ResultSpec, write_model_zip};
-use fl_torch::{
-    BUILTIN_MODULE, EpochRow, FineTuneObserver, FineTuneOptions, TrainerOptions, fine_tune,
+use fl_model::{
+    DatasetDirs, EpochSummary, FineTuneJob, FineTuneOutcome, ModelContext, ModelInit, Progress,
+    ProgressSink, TaskLogger, build_model,
 };
+use fl_package::{ResultSpec, write_model_zip};
+use fl_torch::{Metrics, TrainerOptions};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
 
 /// Arguments of `engine finetune`.
 #[derive(Debug, Args)]
@@ -23,7 +27,8 @@ pub struct FinetuneArgs {
     /// The dataset directory (annotation.json or a CVAT annotations.xml).
     #[arg(long)]
     data: PathBuf,
-    /// Where to write model.zip and metrics.json (created if needed).
+    /// Where to write model.zip, metrics.json and work/ (the checkpoint `--recover` resumes
+    /// from, and the model's own result files); created if needed.
     #[arg(long)]
     out: PathBuf,
     /// Seed of initialisation, data order and augmentation.
@@ -35,9 +40,10 @@ pub struct FinetuneArgs {
     /// Image decoding threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
-    /// Epochs without a better validation accuracy before stopping early.
+    /// Validated epochs without a better validation accuracy before stopping early (the
+    /// model's own rule may stop sooner).
     #[arg(long, default_value_t = 10)]
-    patience: usize,
+    patience: u32,
     /// Overrides the package's `epochs`.
     #[arg(long)]
     epochs: Option<usize>,
@@ -47,14 +53,20 @@ pub struct FinetuneArgs {
     /// Refuse the dataset if any sample is unusable (instead of leaving it out).
     #[arg(long)]
     strict_data: bool,
+    /// Continue an interrupted run from the checkpoint in OUT/work (same package, data and
+    /// options).
+    #[arg(long)]
+    recover: bool,
 }
 
+/// Progress bars per epoch, fed by the model.
+#[derive(Default)]
 struct Bars {
-    bar: Option<ProgressBar>,
+    bar: Mutex<Option<ProgressBar>>,
 }
 
-impl FineTuneObserver for Bars {
-    fn epoch_started(&mut self, epoch: usize, epochs: usize, samples: usize) {
+impl ProgressSink for Bars {
+    fn epoch_started(&self, epoch: usize, epochs: usize, samples: usize) {
         let bar = ProgressBar::new(samples as u64);
         bar.set_style(
             ProgressStyle::with_template("epoch {msg} [{bar:30}] {pos}/{len} samples {per_sec}")
@@ -62,17 +74,23 @@ impl FineTuneObserver for Bars {
                 .progress_chars("=> "),
         );
         bar.set_message(format!("{epoch}/{epochs}"));
-        self.bar = Some(bar);
+        if let Ok(mut slot) = self.bar.lock() {
+            *slot = Some(bar);
+        }
     }
 
-    fn batch_finished(&mut self, samples: usize) {
-        if let Some(bar) = &self.bar {
+    fn advance(&self, samples: usize) {
+        if let Ok(slot) = self.bar.lock()
+            && let Some(bar) = slot.as_ref()
+        {
             bar.inc(samples as u64);
         }
     }
 
-    fn epoch_finished(&mut self, row: &EpochRow) {
-        if let Some(bar) = self.bar.take() {
+    fn epoch_finished(&self, row: &EpochSummary) {
+        if let Ok(mut slot) = self.bar.lock()
+            && let Some(bar) = slot.take()
+        {
             bar.finish_and_clear();
         }
         let validation = row.validation.map_or(String::new(), |m| {
@@ -85,19 +103,24 @@ impl FineTuneObserver for Bars {
             row.seconds
         );
     }
+}
 
-    fn message(&mut self, message: &str) {
-        eprintln!("{message}");
-    }
+/// `metrics.json` of a local run.
+#[derive(Serialize)]
+struct Report<'a> {
+    epochs: &'a [EpochSummary],
+    best_epoch: usize,
+    stopped: &'a str,
+    stopped_early: bool,
+    test: Option<Metrics>,
+    labels: &'a [String],
+    seed: u64,
 }
 
 /// Runs `engine finetune`.
 pub fn run(args: FinetuneArgs) -> Result<ExitCode> {
     let opened = open_model(&args.model)?;
-    if matches!(&opened.package.config.entry, Entry::Module { module, .. } if module != BUILTIN_MODULE)
-    {
-        return run_registered(&args, &opened.package);
-    }
+    let package = &opened.package;
     let dataset = Dataset::open(
         &args.data,
         &OpenOptions {
@@ -112,32 +135,101 @@ pub fn run(args: FinetuneArgs) -> Result<ExitCode> {
             dataset.report
         );
     }
-    let options = FineTuneOptions {
-        seed: args.seed,
-        threads: args.threads,
-        patience: args.patience,
-        workers: args.workers,
-        epochs: args.epochs,
-        cache_bytes: args.cache_mib << 20,
+    let init = ModelInit {
+        package: package.clone(),
+        options: TrainerOptions {
+            seed: args.seed,
+            threads: args.threads,
+            workers: args.workers,
+            cache_bytes: args.cache_mib << 20,
+            ..TrainerOptions::default()
+        },
+        context: ModelContext {
+            node: "local".into(),
+            task: "finetune".into(),
+            labels: dataset.labels.clone(),
+            is_initiator: true,
+            result_dir: args.out.join("work"),
+            logger: TaskLogger::new(|warning, line| {
+                if warning {
+                    eprintln!("warning: {line}");
+                } else {
+                    eprintln!("{line}");
+                }
+            }),
+            training: false,
+            progress: Progress::new(Bars::default()),
+        },
     };
-    let report = fine_tune(
-        &opened.package,
-        &dataset,
-        &args.out,
-        &options,
-        &mut Bars { bar: None },
-    )
-    .with_context(|| format!("fine-tuning {}", args.model.display()))?;
+    let epochs = match args.epochs {
+        Some(epochs) => epochs.max(1),
+        None => init.hyper_parameters()?.epochs,
+    };
+    tch::set_num_threads(args.threads.max(1) as i32);
+    let mut model = build_model(init)?;
+    let labels = model.context().labels.clone();
+    let outcome = model
+        .fine_tune(&FineTuneJob {
+            node: "local".into(),
+            task: "finetune".into(),
+            dataset: DatasetDirs::single(&args.data),
+            is_initiator: true,
+            recover: args.recover,
+            epochs,
+            seed: args.seed,
+            patience: Some(args.patience),
+        })
+        .with_context(|| format!("fine-tuning {}", args.model.display()))?;
 
-    let percent = |m: Option<fl_torch::Metrics>| {
-        m.map_or("-".to_owned(), |m| format!("{:.2}%", m.accuracy * 100.0))
+    let mut extra_files = Vec::new();
+    for file in &outcome.files {
+        fl_model::engine::check_zip_path(&file.path_in_zip)?;
+        let bytes = std::fs::read(&file.file)
+            .with_context(|| format!("reading {}", file.file.display()))?;
+        extra_files.push((file.path_in_zip.clone(), bytes));
+    }
+    let model_zip = args.out.join("model.zip");
+    write_model_zip(
+        &ResultSpec {
+            source: package,
+            weights: &outcome.weights,
+            weights_name: "model.safetensors",
+            labels: &labels,
+            config_updates: serde_json::Map::new(),
+            card_appendix: Some(card_appendix(&dataset, &outcome, args.seed)),
+            federated: None,
+            extra_files: &extra_files,
+        },
+        &model_zip,
+    )?;
+    let report = Report {
+        epochs: &outcome.epochs,
+        best_epoch: outcome.best_epoch,
+        stopped: &outcome.stopped,
+        stopped_early: outcome.stopped_early,
+        test: outcome.test,
+        labels: &labels,
+        seed: args.seed,
     };
+    let metrics = args.out.join("metrics.json");
+    std::fs::write(&metrics, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", metrics.display()))?;
+    print_table(&outcome);
+    println!("wrote {}", model_zip.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn percent(m: Option<Metrics>) -> String {
+    m.map_or("-".to_owned(), |m| format!("{:.2}%", m.accuracy * 100.0))
+}
+
+fn print_table(outcome: &FineTuneOutcome) {
     println!(
         "{:>5}  {:>10}  {:>9}  {:>10}  {:>8}",
         "epoch", "train loss", "train acc", "valid acc", "seconds"
     );
-    for row in &report.epochs {
-        let marker = if row.epoch == report.best_epoch {
+    for row in &outcome.epochs {
+        let marker = if row.epoch == outcome.best_epoch {
             " *"
         } else {
             ""
@@ -153,111 +245,38 @@ pub fn run(args: FinetuneArgs) -> Result<ExitCode> {
     }
     println!(
         "best epoch {} (*){}; test accuracy {}",
-        report.best_epoch,
-        if report.stopped_early {
-            ", stopped early"
+        outcome.best_epoch,
+        if outcome.stopped_early {
+            format!(", stopped early: {}", outcome.stopped)
         } else {
-            ""
+            String::new()
         },
-        percent(report.test)
+        percent(outcome.test)
     );
-    println!("wrote {}", report.model_zip.display());
-    Ok(ExitCode::SUCCESS)
 }
 
-/// Fine-tunes a model registered by a model crate through its own
-/// [`fl_model::AutoModel::fine_tune`], then packages its weights and extra files as
-/// `model.zip`. (The built-in vision models use the engine's local loop above, with
-/// per-batch progress and `metrics.json`.)
-fn run_registered(args: &FinetuneArgs, package: &ModelPackage) -> Result<ExitCode> {
-    let dataset = Dataset::open(
-        &args.data,
-        &OpenOptions {
-            strict: args.strict_data,
-        },
-    )?;
-    let work = args.out.join("work");
-    let options = TrainerOptions {
-        seed: args.seed,
-        threads: args.threads,
-        workers: args.workers,
-        cache_bytes: args.cache_mib << 20,
-        ..TrainerOptions::default()
-    };
-    let init = ModelInit {
-        package: package.clone(),
-        options,
-        context: ModelContext {
-            node: "local".into(),
-            task: "finetune".into(),
-            labels: dataset.labels.clone(),
-            is_initiator: true,
-            result_dir: work,
-            // The model's own lines (one per epoch with `fine_tune_fedavg`) as progress.
-            logger: TaskLogger::new(|warning, line| {
-                if warning {
-                    eprintln!("warning: {line}");
-                } else {
-                    eprintln!("{line}");
-                }
-            }),
-            ..ModelContext::default()
-        },
-    };
-    let epochs = match args.epochs {
-        Some(epochs) => epochs,
-        None => init.hyper_parameters()?.epochs,
-    };
-    tch::set_num_threads(args.threads.max(1) as i32);
-    let mut model = build_model(init)?;
-    let outcome = model
-        .fine_tune(&FineTuneJob {
-            node: "local".into(),
-            task: "finetune".into(),
-            dataset: DatasetDirs::single(&args.data),
-            is_initiator: true,
-            recover: false,
-            epochs,
-            seed: args.seed,
-        })
-        .with_context(|| format!("fine-tuning {}", args.model.display()))?;
-    let mut extra_files = Vec::new();
-    for file in &outcome.files {
-        fl_model::engine::check_zip_path(&file.path_in_zip)?;
-        let bytes = std::fs::read(&file.file)
-            .with_context(|| format!("reading {}", file.file.display()))?;
-        extra_files.push((file.path_in_zip.clone(), bytes));
-    }
-    let test = outcome
-        .test
-        .map_or("-".to_owned(), |m| format!("{:.2}%", m.accuracy * 100.0));
-    let appendix = format!(
-        "## Fine-tuning\n\nFine-tuned locally by fedengine on `{}`: {} epoch(s), kept epoch {} \
-         ({}), test accuracy {test}, seed {}.\n",
-        dataset.root.display(),
-        outcome.epochs_run,
-        outcome.best_epoch,
-        outcome.stopped,
-        args.seed
-    );
-    let model_zip = args.out.join("model.zip");
-    write_model_zip(
-        &ResultSpec {
-            source: package,
-            weights: &outcome.weights,
-            weights_name: "model.safetensors",
-            labels: &dataset.labels,
-            config_updates: serde_json::Map::new(),
-            card_appendix: Some(appendix),
-            federated: None,
-            extra_files: &extra_files,
-        },
-        &model_zip,
-    )?;
-    println!(
-        "{} epoch(s), kept epoch {} ({}); test accuracy {test}",
-        outcome.epochs_run, outcome.best_epoch, outcome.stopped
-    );
-    println!("wrote {}", model_zip.display());
-    Ok(ExitCode::SUCCESS)
+/// The Model Card's "Fine-tuning" section.
+fn card_appendix(dataset: &Dataset, outcome: &FineTuneOutcome, seed: u64) -> String {
+    let best = outcome
+        .epochs
+        .iter()
+        .find(|e| e.epoch == outcome.best_epoch);
+    let mut text = String::from("## Fine-tuning\n\n");
+    text.push_str(&format!(
+        "Fine-tuned locally by fedengine on {} training samples ({} validation, {} test), \
+         {} epochs run, seed {seed}; {}.\n\n",
+        dataset.train.len(),
+        dataset.validation.len(),
+        dataset.test.len(),
+        outcome.epochs.len(),
+        outcome.stopped
+    ));
+    text.push_str("| | value |\n|---|---|\n");
+    text.push_str(&format!("| best epoch | {} |\n", outcome.best_epoch));
+    text.push_str(&format!(
+        "| validation accuracy (best epoch) | {} |\n",
+        percent(best.and_then(|b| b.validation))
+    ));
+    text.push_str(&format!("| test accuracy | {} |\n", percent(outcome.test)));
+    text
 }
