@@ -15,7 +15,7 @@ use fl_runtime::control::{
     self, Announce, AnnounceReply, CONTROL_TASK, ClientMessage, TaskState, agent_subject,
 };
 use fl_runtime::{Client, NatsOptions, TaskEvent};
-use fl_tensor::{Body, Envelope, Metrics, TensorSet};
+use fl_tensor::{Body, Decision, Envelope, Metrics, TensorSet};
 use fl_torch::{ModelSpec, find_builtin, named_tensors, write_safetensors};
 use fl_transport::{COORDINATOR, ControlConnection, NatsTransport, Transport};
 
@@ -310,8 +310,17 @@ async fn simulated_agent(
     }
 }
 
+/// The metrics a simulated node reports for any evaluation.
+fn fixed_metrics() -> Metrics {
+    Metrics {
+        loss: Some(1.0),
+        accuracy: Some(0.5),
+        extra: BTreeMap::new(),
+    }
+}
+
 /// A node that answers at once: `Hello` to the setup, the global weights back to `Train`,
-/// fixed metrics to `Evaluate`.
+/// fixed metrics to `Evaluate`, `Decide` (with the default rules) and `Finish`.
 async fn simulated_node(url: String, node: String, task_id: String) -> Result<()> {
     let transport =
         NatsTransport::connect(NatsOptions::new(url, task_id.clone(), node.clone())).await?;
@@ -342,11 +351,26 @@ async fn simulated_node(url: String, node: String, task_id: String) -> Result<()
             Body::Evaluate { split, .. } => Some(Body::Metrics {
                 split,
                 samples: 100,
-                metrics: Metrics {
-                    loss: Some(1.0),
-                    accuracy: Some(0.5),
-                    extra: BTreeMap::new(),
-                },
+                metrics: fixed_metrics(),
+            }),
+            Body::Decide { mut schedule, .. } => {
+                let validation = fixed_metrics();
+                if let Some(record) = schedule.history.last_mut() {
+                    record.validation = Some(validation.clone());
+                }
+                Some(Body::Decided {
+                    samples: 100,
+                    validation: Some(validation),
+                    decision: Decision {
+                        best: schedule.default_best(),
+                        finished: schedule.default_finished(),
+                    },
+                })
+            }
+            Body::Finish { .. } => Some(Body::Finished {
+                samples: 100,
+                metrics: Some(fixed_metrics()),
+                files: Vec::new(),
             }),
             Body::Stop { .. } => break,
             _ => None,
