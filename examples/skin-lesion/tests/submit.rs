@@ -111,18 +111,27 @@ fn lesion_net_fine_tunes_locally_and_predicts_with_its_result() {
         String::from_utf8_lossy(&output.stderr)
     );
     // Every epoch was validated and LesionNet's hooks decided when to stop; each epoch was
-    // reported as it finished.
-    assert!(stdout.contains("epoch(s), kept epoch"), "{stdout}");
+    // reported as it finished, and tabulated at the end.
+    assert!(stdout.contains("epoch  train loss"), "{stdout}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("epoch 1: train loss"), "{stderr}");
-    let checkpoint: serde_json::Value = serde_json::from_str(
-        &fs::read_to_string(out.join("work/checkpoint.json")).expect("checkpoint"),
-    )
-    .expect("json");
-    let rounds = checkpoint["round"].as_u64().expect("epochs run");
-    assert!((1..=6).contains(&rounds), "{checkpoint}");
-    if rounds < 6 {
-        assert!(stdout.contains("LesionNet rule:"), "{stdout}");
+    let metrics: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(out.join("metrics.json")).expect("metrics"))
+            .expect("json");
+    let epochs = metrics["epochs"].as_array().expect("epochs").len();
+    assert!((1..=6).contains(&epochs), "{metrics}");
+    assert!(
+        metrics["epochs"][0]["validation"]["accuracy"].is_number(),
+        "{metrics}"
+    );
+    if epochs < 6 {
+        assert_eq!(metrics["stopped_early"], true, "{metrics}");
+        let reason = metrics["stopped"].as_str().expect("reason");
+        assert!(reason.starts_with("LesionNet rule:"), "{reason}");
+        assert!(
+            stdout.contains("stopped early: LesionNet rule:"),
+            "{stdout}"
+        );
     }
 
     let zip_path = out.join("model.zip");
