@@ -320,7 +320,7 @@ fn fixed_metrics() -> Metrics {
 }
 
 /// A node that answers at once: `Hello` to the setup, the global weights back to `Train`,
-/// fixed metrics to `Evaluate`, `Decide` (with the default rules) and `Finish`.
+/// fixed metrics to `Decide` (deciding by the default rules) and `Finish`.
 async fn simulated_node(url: String, node: String, task_id: String) -> Result<()> {
     let transport =
         NatsTransport::connect(NatsOptions::new(url, task_id.clone(), node.clone())).await?;
@@ -348,19 +348,16 @@ async fn simulated_node(url: String, node: String, task_id: String) -> Result<()
                 },
                 tensors,
             }),
-            Body::Evaluate { split, .. } => Some(Body::Metrics {
-                split,
-                samples: 100,
-                metrics: fixed_metrics(),
-            }),
-            Body::Decide { mut schedule, .. } => {
+            Body::Decide {
+                mut schedule, test, ..
+            } => {
                 let validation = fixed_metrics();
                 if let Some(record) = schedule.history.last_mut() {
                     record.validation = Some(validation.clone());
                 }
                 Some(Body::Decided {
-                    samples: 100,
                     validation: Some(validation),
+                    test: test.then(fixed_metrics),
                     decision: Decision {
                         best: schedule.default_best(),
                         finished: schedule.default_finished(),
@@ -368,8 +365,7 @@ async fn simulated_node(url: String, node: String, task_id: String) -> Result<()
                 })
             }
             Body::Finish { .. } => Some(Body::Finished {
-                samples: 100,
-                metrics: Some(fixed_metrics()),
+                test: Some(fixed_metrics()),
                 files: Vec::new(),
             }),
             Body::Stop { .. } => break,

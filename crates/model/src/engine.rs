@@ -1,6 +1,6 @@
 //! The calls the engine makes on a model in a federated task: a participant's round
-//! ([`train_round`]), the initiator's round-end decision ([`decide`]) and its final test with
-//! the extra result files ([`finish`]). The engine's runtime owns everything around them.
+//! ([`train_round`]), the initiator's round-end decision with its validation and, when asked,
+//! test ([`decide`]), and its final test with the extra result files ([`finish`]). The engine's runtime owns everything around them.
 //!
 //! # Optimiser state across rounds
 //!
@@ -31,7 +31,7 @@
 use fl_tensor::{Body, Decision, Digest, PackageFile, Schedule, TensorSet};
 use fl_torch::{Metrics, ModelError, round_seed, run_epoch};
 
-use crate::fedavg::{AutoFedAvgModel, EpochContext, RoundContext};
+use crate::fedavg::{AutoFedAvgModel, EpochContext, ResultFile, RoundContext};
 
 /// Files a model may not replace in the result package (the engine writes them).
 pub const RESERVED_FILES: &[&str] = &["README.md", "config.json", "model.safetensors"];
@@ -131,21 +131,28 @@ pub fn train_round(
 }
 
 /// The initiator's round end: loads `global`, validates it, fills this round's validation
-/// metrics into the schedule's last record, and asks the model's hooks. Returns the
-/// validation samples, the metrics and the decision.
+/// metrics into the schedule's last record, asks the model's hooks, and tests the weights
+/// when `test`. Returns the validation metrics, the test metrics and the decision.
 pub fn decide(
     model: &mut dyn AutoFedAvgModel,
     global: &TensorSet,
     mut schedule: Schedule,
-) -> Result<(u64, Option<fl_tensor::Metrics>, Decision), ModelError> {
+    test: bool,
+) -> Result<
+    (
+        Option<fl_tensor::Metrics>,
+        Option<fl_tensor::Metrics>,
+        Decision,
+    ),
+    ModelError,
+> {
     model.load_state_dict(global)?;
-    let validation = model.run_validation()?;
-    let reported = validation.map(reported);
+    let validation = model.run_validation()?.map(reported);
     match schedule.history.last_mut() {
-        Some(record) if record.round == schedule.round => record.validation = reported.clone(),
+        Some(record) if record.round == schedule.round => record.validation = validation.clone(),
         _ => schedule.history.push(fl_tensor::RoundRecord {
             round: schedule.round,
-            validation: reported.clone(),
+            validation: validation.clone(),
             train_loss: None,
         }),
     }
@@ -153,58 +160,60 @@ pub fn decide(
         best: model.best_state_dict(&schedule),
         finished: model.is_task_finished(&schedule),
     };
-    let samples = validation.map_or(0, |m| m.samples as u64);
-    Ok((samples, reported, decision))
+    let test = if test {
+        model.run_test()?.map(reported)
+    } else {
+        None
+    };
+    Ok((validation, test, decision))
 }
 
 /// The initiator's end of the task: loads the best weights, tests them, and collects the
-/// model's extra result files (checked: relative `/`-separated paths, none of
-/// [`RESERVED_FILES`], at most [`MAX_RESULT_FILE`] bytes each).
+/// model's extra result files ([`collect_result_files`]).
 pub fn finish(
     model: &mut dyn AutoFedAvgModel,
     best: &TensorSet,
-) -> Result<(u64, Option<fl_tensor::Metrics>, Vec<PackageFile>), ModelError> {
+) -> Result<(Option<fl_tensor::Metrics>, Vec<PackageFile>), ModelError> {
     model.load_state_dict(best)?;
-    let test = model.run_test()?;
+    let test = model.run_test()?.map(reported);
     let dir = model.context().result_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|source| ModelError::Io {
         path: dir.clone(),
         source,
     })?;
-    let mut files = Vec::new();
-    for file in model.fine_tuned_files(&dir)? {
+    let files = collect_result_files(model.fine_tuned_files(&dir)?)?;
+    if files.is_empty() {
+        // Leave no empty directory behind (the removal fails, as it should, when the model
+        // wrote files it did not return).
+        let _ = std::fs::remove_dir(&dir);
+    }
+    Ok((test, files))
+}
+
+/// Reads a model's extra result files for `model.zip`, checked: relative `/`-separated paths
+/// inside the zip, none of [`RESERVED_FILES`], at most [`MAX_RESULT_FILE`] bytes each.
+pub fn collect_result_files(files: Vec<ResultFile>) -> Result<Vec<PackageFile>, ModelError> {
+    let mut collected = Vec::with_capacity(files.len());
+    for file in files {
         check_zip_path(&file.path_in_zip)?;
-        let size = std::fs::metadata(&file.file)
-            .map_err(|source| ModelError::Io {
-                path: file.file.clone(),
-                source,
-            })?
-            .len();
+        let io = |source| ModelError::Io {
+            path: file.file.clone(),
+            source,
+        };
+        let size = std::fs::metadata(&file.file).map_err(io)?.len();
         if size > MAX_RESULT_FILE {
             return Err(ModelError::Model(format!(
                 "fine_tuned_files: {} is {size} bytes; at most {MAX_RESULT_FILE} are accepted",
                 file.file.display()
             )));
         }
-        let bytes = std::fs::read(&file.file).map_err(|source| ModelError::Io {
-            path: file.file.clone(),
-            source,
-        })?;
-        files.push(PackageFile {
+        let bytes = std::fs::read(&file.file).map_err(io)?;
+        collected.push(PackageFile {
             path: file.path_in_zip,
             bytes,
         });
     }
-    if files.is_empty() {
-        // Leave no empty directory behind (the removal fails, as it should, when the model
-        // wrote files it did not return).
-        let _ = std::fs::remove_dir(&dir);
-    }
-    Ok((
-        test.map_or(0, |m| m.samples as u64),
-        test.map(reported),
-        files,
-    ))
+    Ok(collected)
 }
 
 /// Checks a path inside `model.zip` given by a model.

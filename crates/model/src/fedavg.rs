@@ -78,6 +78,17 @@ pub struct ResultFile {
     pub file: PathBuf,
 }
 
+/// Evaluates `model` on one evaluation pass of `loader` (mean cross-entropy and accuracy,
+/// no gradients); `None` without a loader.
+pub fn evaluate_loader(
+    model: &dyn nn::ModuleT,
+    loader: Option<&dyn DataLoader>,
+) -> Result<Option<Metrics>, ModelError> {
+    loader
+        .map(|loader| evaluate_batches(model, loader.batches(Pass::evaluation())))
+        .transpose()
+}
+
 /// A model that takes part in FedAvg.
 ///
 /// A round on a participant is: [`load_state_dict`](Self::load_state_dict) (the global
@@ -147,20 +158,14 @@ pub trait AutoFedAvgModel: AutoModel {
     fn run_validation(&mut self) -> Result<Option<Metrics>, ModelError> {
         self.eval();
         let parts = self.parts();
-        parts
-            .validation
-            .map(|loader| evaluate_batches(parts.model, loader.batches(Pass::evaluation())))
-            .transpose()
+        evaluate_loader(parts.model, parts.validation)
     }
 
     /// Evaluates on the test loader; `None` without test data.
     fn run_test(&mut self) -> Result<Option<Metrics>, ModelError> {
         self.eval();
         let parts = self.parts();
-        parts
-            .testing
-            .map(|loader| evaluate_batches(parts.model, loader.batches(Pass::evaluation())))
-            .transpose()
+        evaluate_loader(parts.model, parts.testing)
     }
 
     /// The weights this model exchanges: every variable by default. A model may exchange a

@@ -35,8 +35,8 @@ pub use auto_model::{AutoModel, EpochSummary, FineTuneJob, FineTuneOutcome};
 pub use context::{
     DataSummary, DatasetDirs, ModelContext, ModelInit, Progress, ProgressSink, TaskLogger,
 };
-pub use fedavg::{AutoFedAvgModel, EpochContext, Parts, ResultFile, RoundContext};
-pub use loader::{DataLoader, Pass, SampleLoader};
+pub use fedavg::{AutoFedAvgModel, EpochContext, Parts, ResultFile, RoundContext, evaluate_loader};
+pub use loader::{DataLoader, Pass, SampleLoader, image_batch, open_dataset, summary};
 pub use local::{LOCAL_PATIENCE, fine_tune_fedavg};
 pub use registry::{ModelFactory, build_model, catalog, find_model, registered_models};
 pub use vision::VisionClassifier;

@@ -1,11 +1,67 @@
-//! [`DataLoader`]: batches of one pass over a split, and [`SampleLoader`], the loader of
-//! image datasets (`annotation.json` / CVAT) preprocessed per `preprocessor_config.json`.
+//! [`DataLoader`]: batches of one pass over a split; [`SampleLoader`], the loader of image
+//! datasets (`annotation.json` / CVAT) preprocessed per `preprocessor_config.json`; and
+//! [`open_dataset`], which finds a node's samples for `init_dataset`.
 
 use std::sync::Arc;
 
-use fl_data::{BatchOptions, Preprocessor, Sample, batches};
-use fl_torch::{ModelError, batch_tensors};
+use fl_data::{BatchOptions, Dataset, Image, OpenOptions, Preprocessor, Sample, batches};
+use fl_torch::{ModelError, NodeData, batch_tensors};
 use tch::Tensor;
+
+use crate::context::{DataSummary, DatasetDirs, TaskLogger};
+
+/// Opens a node's dataset directories as AlphaMed (`annotation.json`) or CVAT datasets, each
+/// directory once however many splits it serves, and keeps the splits the node uses,
+/// their labels re-indexed to the task's `labels`. Unusable samples are left out and
+/// reported to `logger`; a directory that is not a dataset, or a sample whose label is not
+/// one of the task's, is the error (what `init_dataset` answers with).
+pub fn open_dataset(
+    dirs: &DatasetDirs,
+    labels: &[String],
+    logger: &TaskLogger,
+) -> Result<NodeData, String> {
+    let mut data = NodeData::default();
+    for dir in dirs.dirs() {
+        let opened = Dataset::open(dir, &OpenOptions::default()).map_err(|e| e.to_string())?;
+        if !opened.report.is_clean() {
+            logger.warn(&format!(
+                "samples left out of the data:\n{}: {}",
+                dir.display(),
+                opened.report
+            ));
+        }
+        let node = NodeData::from_dataset(&opened, labels).map_err(|e| e.to_string())?;
+        if dirs.train.as_ref() == Some(dir) {
+            data.train = node.train;
+        }
+        if dirs.validation.as_ref() == Some(dir) {
+            data.validation = node.validation;
+        }
+        if dirs.test.as_ref() == Some(dir) {
+            data.test = node.test;
+        }
+    }
+    Ok(data)
+}
+
+/// The sample counts of a node's data.
+pub fn summary(data: &NodeData) -> DataSummary {
+    DataSummary {
+        train: data.train.len() as u64,
+        validation: data.validation.len() as u64,
+        test: data.test.len() as u64,
+    }
+}
+
+/// A preprocessed image as a batch of one, `[1, C, H, W]`.
+pub fn image_batch(image: &Image) -> Tensor {
+    Tensor::from_slice(&image.data).view([
+        1,
+        image.channels as i64,
+        image.height as i64,
+        image.width as i64,
+    ])
+}
 
 /// Which pass over a split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

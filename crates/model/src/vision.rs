@@ -5,18 +5,17 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use fl_data::{Dataset, OpenOptions, Preprocessor};
-use fl_tensor::{Split, TensorSet};
+use fl_data::Preprocessor;
+use fl_tensor::TensorSet;
 use fl_torch::{
-    BUILTIN_MODULE, Classifier, HeadChange, HyperParameters, ModelError, NodeData, Scored,
-    WeightExchange,
+    BUILTIN_MODULE, Classifier, HeadChange, HyperParameters, ModelError, Scored, WeightExchange,
 };
 use tch::{Tensor, nn};
 
 use crate::auto_model::{AutoModel, FineTuneJob, FineTuneOutcome};
 use crate::context::{DataSummary, DatasetDirs, ModelContext, ModelInit};
 use crate::fedavg::{AutoFedAvgModel, EpochContext, Parts};
-use crate::loader::SampleLoader;
+use crate::loader::{SampleLoader, image_batch, open_dataset, summary};
 use crate::local::fine_tune_fedavg;
 
 crate::register_model!(
@@ -147,13 +146,11 @@ impl AutoModel for VisionClassifier {
 
     fn predict_file(&mut self, image: &Path) -> Result<Vec<Scored>, ModelError> {
         let image = self.preprocessor.load(image, None)?;
-        let xs = Tensor::from_slice(&image.data).view([
-            1,
-            image.channels as i64,
-            image.height as i64,
-            image.width as i64,
-        ]);
-        Ok(self.predict(&xs)?.into_iter().next().unwrap_or_default())
+        Ok(self
+            .predict(&image_batch(&image))?
+            .into_iter()
+            .next()
+            .unwrap_or_default())
     }
 
     /// Batched: images of the same size share a forward pass.
@@ -184,42 +181,16 @@ impl AutoModel for VisionClassifier {
         }
     }
 
-    /// Opens each directory as an AlphaMed (`annotation.json`) or CVAT dataset: unusable
-    /// samples are left out and reported in the task log; a sample whose label is not one
-    /// of the task's, or a directory that is not a dataset, refuses the data.
+    /// Opens the directories with [`open_dataset`]: unusable samples are left out and
+    /// reported in the task log; a sample whose label is not one of the task's, or a
+    /// directory that is not a dataset, refuses the data.
     fn init_dataset(&mut self, dataset: &DatasetDirs) -> Result<DataSummary, String> {
-        let mut data = NodeData::default();
-        for (split, dir) in [
-            (Split::Train, &dataset.train),
-            (Split::Validation, &dataset.validation),
-            (Split::Test, &dataset.test),
-        ] {
-            let Some(dir) = dir else { continue };
-            let opened = Dataset::open(dir, &OpenOptions::default()).map_err(|e| e.to_string())?;
-            if !opened.report.is_clean() {
-                self.context.logger.warn(&format!(
-                    "samples left out of the data:\n{}: {}",
-                    dir.display(),
-                    opened.report
-                ));
-            }
-            let node =
-                NodeData::from_dataset(&opened, &self.context.labels).map_err(|e| e.to_string())?;
-            match split {
-                Split::Train => data.train = node.train,
-                Split::Validation => data.validation = node.validation,
-                Split::Test => data.test = node.test,
-            }
-        }
-        let summary = DataSummary {
-            train: data.train.len() as u64,
-            validation: data.validation.len() as u64,
-            test: data.test.len() as u64,
-        };
+        let data = open_dataset(dataset, &self.context.labels, &self.context.logger)?;
+        let counts = summary(&data);
         self.training = self.loader(data.train);
         self.validation = self.loader(data.validation);
         self.testing = self.loader(data.test);
-        Ok(summary)
+        Ok(counts)
     }
 
     fn fine_tune(&mut self, job: &FineTuneJob) -> Result<FineTuneOutcome, ModelError> {

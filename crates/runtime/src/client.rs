@@ -197,6 +197,16 @@ impl Client {
             .map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
+    /// Asks the coordinator to stream task `id` to this client again.
+    fn follow(&self, transport: &NatsTransport, id: &str) -> Result<(), ClientError> {
+        self.ask(
+            transport,
+            ClientRequest::Follow {
+                task_id: id.to_owned(),
+            },
+        )
+    }
+
     /// The next message from the coordinator; checks that it is still there (and the same
     /// run of the service) when it has been silent for a while.
     fn next(&self, inbox: &mut Inbox) -> Result<Next, ClientError> {
@@ -272,22 +282,12 @@ impl Client {
                     );
                     self.wait_for_coordinator()?;
                     tracing::warn!("the coordinator is back; following task `{id}` again");
-                    self.ask(
-                        &transport,
-                        ClientRequest::Follow {
-                            task_id: id.clone(),
-                        },
-                    )?;
+                    self.follow(&transport, id)?;
                     continue;
                 }
                 (Ok(Next::Restarted), Some(id)) => {
                     tracing::warn!("the coordinator restarted; following task `{id}` again");
-                    self.ask(
-                        &transport,
-                        ClientRequest::Follow {
-                            task_id: id.clone(),
-                        },
-                    )?;
+                    self.follow(&transport, id)?;
                     continue;
                 }
                 (Ok(Next::Restarted), None) => continue,

@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 use fl_telemetry::NodeLog;
 use fl_tensor::{
-    Body, Decision, Envelope, Metrics, PackageFile, RoundRecord, Schedule, Split, StopMetric,
-    TensorSet,
+    Body, Decision, Envelope, Metrics, PackageFile, RoundRecord, Schedule, StopMetric, TensorSet,
 };
 use fl_workflow::{StoppingMetric, Workflow};
 
@@ -194,45 +193,19 @@ impl Coordinator {
         }
     }
 
-    /// Evaluates `global` on the initiator's `split`.
-    async fn evaluate(
-        &mut self,
-        round: u64,
-        global: &TensorSet,
-        split: Split,
-    ) -> Result<Metrics, RuntimeError> {
-        let request = Body::Evaluate {
-            digest: global.digest(),
-            split,
-        };
-        self.ask_initiator(
-            round,
-            global,
-            request,
-            &format!("{split:?} metrics"),
-            |body| match body {
-                Body::Metrics {
-                    split: got,
-                    metrics,
-                    ..
-                } if got == split => Ok(metrics),
-                other => Err(other),
-            },
-        )
-        .await
-    }
-
-    /// Asks the initiator to validate `global` and decide on the best state and the end of
-    /// the task.
+    /// Asks the initiator to validate `global`, decide on the best state and the end of the
+    /// task, and test `global` when `test`: (validation, test, decision).
     async fn decide(
         &mut self,
         round: u64,
         global: &TensorSet,
         schedule: Schedule,
-    ) -> Result<(Option<Metrics>, Decision), RuntimeError> {
+        test: bool,
+    ) -> Result<(Option<Metrics>, Option<Metrics>, Decision), RuntimeError> {
         let request = Body::Decide {
             digest: global.digest(),
             schedule,
+            test,
         };
         self.ask_initiator(
             round,
@@ -242,10 +215,10 @@ impl Coordinator {
             |body| match body {
                 Body::Decided {
                     validation,
+                    test,
                     decision,
-                    ..
-                } => Ok((validation, decision)),
-                other => Err(other),
+                } => Some((validation, test, decision)),
+                _ => None,
             },
         )
         .await
@@ -261,8 +234,8 @@ impl Coordinator {
             digest: best.digest(),
         };
         self.ask_initiator(round, best, request, "final test", |body| match body {
-            Body::Finished { metrics, files, .. } => Ok((metrics, files)),
-            other => Err(other),
+            Body::Finished { test, files } => Some((test, files)),
+            _ => None,
         })
         .await
     }
@@ -275,7 +248,7 @@ impl Coordinator {
         global: &TensorSet,
         request: Body,
         what: &str,
-        accept: impl Fn(Body) -> Result<T, Body>,
+        accept: impl Fn(Body) -> Option<T>,
     ) -> Result<T, RuntimeError> {
         let node = self.workflow.initiator.node.clone();
         self.ask(&node, round, global, request.clone());
@@ -307,15 +280,15 @@ impl Coordinator {
                 ));
                 continue;
             }
-            match accept(message.body) {
-                Ok(answer) => return Ok(answer),
-                Err(Body::Failed { reason }) => {
-                    return Err(RuntimeError::Evaluation { node, reason });
-                }
-                Err(other) => self.log.warn(format!(
-                    "round {round}: ignored a `{}` message from `{node}`",
-                    other.kind()
-                )),
+            let kind = message.body.kind();
+            match message.body {
+                Body::Failed { reason } => return Err(RuntimeError::Evaluation { node, reason }),
+                body => match accept(body) {
+                    Some(answer) => return Ok(answer),
+                    None => self.log.warn(format!(
+                        "round {round}: ignored a `{kind}` message from `{node}`"
+                    )),
+                },
             }
         }
     }
@@ -352,7 +325,6 @@ impl Coordinator {
             .into_iter()
             .map(str::to_owned)
             .collect();
-        let has_test = true;
         let mut global = Arc::new(initial);
         let mut best = (global.as_ref().clone(), 0u64, None::<Metrics>);
         let mut rounds = Vec::new();
@@ -388,15 +360,11 @@ impl Coordinator {
                 train_loss: summary.train_loss,
             });
             let schedule = self.schedule(round, &history, best.1);
-            let (validation, decision) = self.decide(round, &global, schedule).await?;
+            let tests = self.workflow.tests_round(round as u32);
+            let (validation, test, decision) = self.decide(round, &global, schedule, tests).await?;
             if let Some(record) = history.last_mut() {
                 record.validation = validation.clone();
             }
-            let test = if has_test && self.workflow.tests_round(round as u32) {
-                Some(self.evaluate(round, &global, Split::Test).await?)
-            } else {
-                None
-            };
             summary.validation_accuracy = validation.as_ref().and_then(|m| m.accuracy);
             summary.test_accuracy = test.as_ref().and_then(|m| m.accuracy);
             summary.seconds = summary.seconds.max(0.0);

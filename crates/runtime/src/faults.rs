@@ -9,27 +9,17 @@
 //! `mid-transfer:N` (once half the chunks of the process's N-th message of at least 16 KiB,
 //! i.e. weights, are handed to the server).
 
-/// The environment variable that arms a crash point.
-pub const CRASH_AT: &str = "FEDENGINE_CRASH_AT";
+pub use fl_transport::crash::CRASH_AT;
 
 /// Kills this process if `point` (at `round`) is the armed crash point.
 #[cfg(debug_assertions)]
 pub(crate) fn crash_point(point: &str, round: u64) {
-    let Ok(spec) = std::env::var(CRASH_AT) else {
+    let Some((name, at)) = fl_transport::crash::armed() else {
         return;
     };
-    let (name, at) = match spec.split_once(':') {
-        Some((name, round)) => (name, round.parse::<u64>().ok()),
-        None => (spec.as_str(), None),
-    };
+    let at = at.and_then(|r| r.parse::<u64>().ok());
     if name == point && at.is_none_or(|r| r == round) {
-        eprintln!(
-            "fedengine: crash point `{point}` reached in round {round}; killing this process"
-        );
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &std::process::id().to_string()])
-            .status();
-        std::process::abort();
+        fl_transport::crash::kill_now(&format!("`{point}` in round {round}"));
     }
 }
 

@@ -15,8 +15,7 @@ use fl_torch::TrainerOptions;
 use fl_transport::{COORDINATOR, Inbox, Transport};
 
 use crate::workers::{
-    DecideRound, EvaluateSplit, FinishTask, TRAIN_SECONDS, TrainRound, TrainerActor,
-    ValidatorActor, with_torch,
+    DecideRound, FinishTask, TRAIN_SECONDS, TrainRound, TrainerActor, ValidatorActor, with_torch,
 };
 
 /// Where a node's splits come from: a dataset directory per split (the same directory may
@@ -228,19 +227,40 @@ impl NodeActor {
         );
     }
 
-    /// The validator and the weights with `digest`, when the node has both.
-    fn validator_with(&self, digest: &Digest) -> Option<(Addr<ValidatorActor>, Arc<TensorSet>)> {
-        Some((self.validator.clone()?, self.weights_for(digest)?))
-    }
-
-    /// Sends a body to the coordinator for `round`, from any task.
-    fn replier(&self, round: u64) -> impl Fn(Body) + 'static {
+    /// Hands the weights with `digest` to the Validator as `message(weights)` and sends the
+    /// body it answers with to the coordinator for `round`; `fail` reports what went wrong.
+    fn on_validator<M>(
+        &self,
+        ctx: &mut Context<Self>,
+        round: u64,
+        digest: &Digest,
+        fail: impl FnOnce(String) + 'static,
+        message: impl FnOnce(Arc<TensorSet>) -> M,
+    ) where
+        M: Message<Result = Result<Body, String>> + Send + 'static,
+        ValidatorActor: Handler<M>,
+    {
+        let (Some(validator), Some(weights)) = (self.validator.clone(), self.weights_for(digest))
+        else {
+            fail("asked to validate or test without that data or without those weights".into());
+            return;
+        };
         let (transport, task_id, node) = (
             self.transport.clone(),
             self.task_id.clone(),
             self.node.clone(),
         );
-        move |body| send(&*transport, &task_id, &node, COORDINATOR, round, body)
+        let work = validator.send(message(weights));
+        ctx.spawn(
+            async move {
+                match work.await {
+                    Ok(Ok(body)) => send(&*transport, &task_id, &node, COORDINATOR, round, body),
+                    Ok(Err(reason)) => fail(reason),
+                    Err(error) => fail(format!("the validator stopped: {error}")),
+                }
+            }
+            .into_actor(self),
+        );
     }
 
     fn weights_for(&self, digest: &Digest) -> Option<Arc<TensorSet>> {
@@ -351,71 +371,17 @@ impl Handler<Inbound> for NodeActor {
                     .into_actor(self),
                 );
             }
-            Body::Evaluate { digest, split } => {
-                let Some((validator, global)) = self.validator_with(&digest) else {
-                    fail("asked to evaluate without that data or without those weights".into());
-                    return;
-                };
-                let reply = self.replier(round);
-                let work = validator.send(EvaluateSplit { global, split });
-                ctx.spawn(
-                    async move {
-                        match work.await {
-                            Ok(Ok((metrics, samples))) => reply(Body::Metrics {
-                                split,
-                                samples,
-                                metrics,
-                            }),
-                            Ok(Err(reason)) => fail(reason),
-                            Err(error) => fail(format!("the validator stopped: {error}")),
-                        }
-                    }
-                    .into_actor(self),
-                );
-            }
-            Body::Decide { digest, schedule } => {
-                let Some((validator, global)) = self.validator_with(&digest) else {
-                    fail("asked to decide without validation or test data or those weights".into());
-                    return;
-                };
-                let reply = self.replier(round);
-                let work = validator.send(DecideRound { global, schedule });
-                ctx.spawn(
-                    async move {
-                        match work.await {
-                            Ok(Ok((samples, validation, decision))) => reply(Body::Decided {
-                                samples,
-                                validation,
-                                decision,
-                            }),
-                            Ok(Err(reason)) => fail(reason),
-                            Err(error) => fail(format!("the validator stopped: {error}")),
-                        }
-                    }
-                    .into_actor(self),
-                );
-            }
+            Body::Decide {
+                digest,
+                schedule,
+                test,
+            } => self.on_validator(ctx, round, &digest, fail, |global| DecideRound {
+                global,
+                schedule,
+                test,
+            }),
             Body::Finish { digest } => {
-                let Some((validator, best)) = self.validator_with(&digest) else {
-                    fail("asked to finish without test data or without those weights".into());
-                    return;
-                };
-                let reply = self.replier(round);
-                let work = validator.send(FinishTask { best });
-                ctx.spawn(
-                    async move {
-                        match work.await {
-                            Ok(Ok((samples, metrics, files))) => reply(Body::Finished {
-                                samples,
-                                metrics,
-                                files,
-                            }),
-                            Ok(Err(reason)) => fail(reason),
-                            Err(error) => fail(format!("the validator stopped: {error}")),
-                        }
-                    }
-                    .into_actor(self),
-                );
+                self.on_validator(ctx, round, &digest, fail, |best| FinishTask { best });
             }
             Body::Stop { .. } => ctx.stop(),
             // A restarted coordinator sets the task up again: this node already is, and says

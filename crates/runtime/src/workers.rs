@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use actix::prelude::*;
 use fl_model::AutoFedAvgModel;
 use fl_model::engine::{TrainedRound, decide, finish, train_round};
-use fl_tensor::{Body, Decision, Metrics, PackageFile, Schedule, Split, TensorSet};
+use fl_tensor::{Body, Schedule, TensorSet};
 use fl_transport::{COORDINATOR, Transport};
 
 use crate::node::send;
@@ -106,70 +106,52 @@ impl Actor for ValidatorActor {
     type Context = SyncContext<Self>;
 }
 
-/// Evaluates the global weights on one split.
+/// Validates a round's global weights, asks the model's scheduler hooks and, when asked,
+/// tests the weights; answers with the [`Body::Decided`] to send.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(Metrics, u64), String>")]
-pub struct EvaluateSplit {
-    /// The weights.
-    pub global: Arc<TensorSet>,
-    /// The split.
-    pub split: Split,
-}
-
-impl Handler<EvaluateSplit> for ValidatorActor {
-    type Result = Result<(Metrics, u64), String>;
-
-    fn handle(&mut self, msg: EvaluateSplit, _: &mut Self::Context) -> Self::Result {
-        with_torch(self.threads, || {
-            self.model
-                .load_state_dict(&msg.global)
-                .map_err(|e| e.to_string())?;
-            let metrics = match msg.split {
-                Split::Validation => self.model.run_validation(),
-                Split::Test => self.model.run_test(),
-                Split::Train => return Err("the validator does not evaluate training data".into()),
-            }
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("this node has no {:?} data", msg.split))?;
-            Ok((metrics.into(), metrics.samples as u64))
-        })
-    }
-}
-
-/// Validates a round's global weights and asks the model's scheduler hooks.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(u64, Option<Metrics>, Decision), String>")]
+#[rtype(result = "Result<Body, String>")]
 pub struct DecideRound {
     /// The round's global weights.
     pub global: Arc<TensorSet>,
     /// The task so far.
     pub schedule: Schedule,
+    /// Test the weights too.
+    pub test: bool,
 }
 
 impl Handler<DecideRound> for ValidatorActor {
-    type Result = Result<(u64, Option<Metrics>, Decision), String>;
+    type Result = Result<Body, String>;
 
     fn handle(&mut self, msg: DecideRound, _: &mut Self::Context) -> Self::Result {
         with_torch(self.threads, || {
-            decide(&mut *self.model, &msg.global, msg.schedule).map_err(|e| e.to_string())
+            let (validation, test, decision) =
+                decide(&mut *self.model, &msg.global, msg.schedule, msg.test)
+                    .map_err(|e| e.to_string())?;
+            Ok(Body::Decided {
+                validation,
+                test,
+                decision,
+            })
         })
     }
 }
 
-/// Tests the best weights and collects the model's extra result files.
+/// Tests the best weights and collects the model's extra result files; answers with the
+/// [`Body::Finished`] to send.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(u64, Option<Metrics>, Vec<PackageFile>), String>")]
+#[rtype(result = "Result<Body, String>")]
 pub struct FinishTask {
     /// The best weights.
     pub best: Arc<TensorSet>,
 }
 
 impl Handler<FinishTask> for ValidatorActor {
-    type Result = Result<(u64, Option<Metrics>, Vec<PackageFile>), String>;
+    type Result = Result<Body, String>;
 
     fn handle(&mut self, msg: FinishTask, _: &mut Self::Context) -> Self::Result {
         with_torch(self.threads, || {
-            finish(&mut *self.model, &msg.best).map_err(|e| e.to_string())
+            let (test, files) = finish(&mut *self.model, &msg.best).map_err(|e| e.to_string())?;
+            Ok(Body::Finished { test, files })
         })
     }
 }

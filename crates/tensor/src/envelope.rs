@@ -11,9 +11,9 @@ use crate::set::TensorSet;
 /// The envelope layout this crate writes and reads. A message with another version is
 /// refused with [`CodecError::SchemaVersion`](crate::CodecError::SchemaVersion).
 ///
-/// Version 2 added the initiator's round-end decision and final test
-/// ([`Body::Decide`], [`Body::Decided`], [`Body::Finish`], [`Body::Finished`]), which a
-/// version-1 node cannot answer.
+/// Version 2 replaced per-split evaluation (`Evaluate`, `Metrics`) with the initiator's
+/// round-end decision and final test ([`Body::Decide`], [`Body::Decided`], [`Body::Finish`],
+/// [`Body::Finished`]).
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// One message: who sent what, for which task and round.
@@ -93,15 +93,6 @@ pub enum Body<T = TensorSet> {
         /// The trained weights: same names, dtypes and shapes as the global weights.
         tensors: T,
     },
-    /// Evaluation results on one node's data.
-    Metrics {
-        /// Which data was evaluated.
-        split: Split,
-        /// How many samples were evaluated.
-        samples: u64,
-        /// The results.
-        metrics: Metrics,
-    },
     /// A node checks in: it is ready, with this many samples per split.
     Hello {
         /// Training samples.
@@ -119,27 +110,23 @@ pub enum Body<T = TensorSet> {
         /// Local epochs.
         merge_epochs: u32,
     },
-    /// The coordinator asks a node to evaluate the global weights with this digest.
-    Evaluate {
-        /// The global weights to evaluate.
-        digest: Digest,
-        /// Which split.
-        split: Split,
-    },
     /// The coordinator asks the initiator to validate the round's global weights (with this
-    /// digest, sent before) and to decide on the best state and the end of the task.
+    /// digest, sent before), to decide on the best state and the end of the task, and, when
+    /// `test`, to test them too.
     Decide {
         /// The round's global weights.
         digest: Digest,
-        /// The task so far (the initiator appends this round's record).
+        /// The task so far (the initiator fills in this round's validation metrics).
         schedule: Schedule,
+        /// Test the weights as well (the workflow's `log_rounds`).
+        test: bool,
     },
     /// The initiator's answer to [`Body::Decide`].
     Decided {
-        /// Validation samples (0 without validation data).
-        samples: u64,
         /// The validation metrics, when the initiator has validation data.
         validation: Option<Metrics>,
+        /// The test metrics, when asked and the initiator has test data.
+        test: Option<Metrics>,
         /// The model's decision.
         decision: Decision,
     },
@@ -151,10 +138,8 @@ pub enum Body<T = TensorSet> {
     },
     /// The initiator's answer to [`Body::Finish`].
     Finished {
-        /// Test samples.
-        samples: u64,
         /// The test metrics, when the initiator has test data.
-        metrics: Option<Metrics>,
+        test: Option<Metrics>,
         /// The model's extra files for the result package (`path` is inside `model.zip`).
         files: Vec<PackageFile>,
     },
@@ -215,10 +200,8 @@ impl<T> Body<T> {
         match self {
             Body::GlobalWeights { .. } => "global_weights",
             Body::Update { .. } => "update",
-            Body::Metrics { .. } => "metrics",
             Body::Hello { .. } => "hello",
             Body::Train { .. } => "train",
-            Body::Evaluate { .. } => "evaluate",
             Body::Decide { .. } => "decide",
             Body::Decided { .. } => "decided",
             Body::Finish { .. } => "finish",
@@ -256,15 +239,6 @@ impl<T> Body<T> {
                 metrics,
                 tensors: f(tensors)?,
             },
-            Body::Metrics {
-                split,
-                samples,
-                metrics,
-            } => Body::Metrics {
-                split,
-                samples,
-                metrics,
-            },
             Body::Hello {
                 train,
                 validation,
@@ -281,27 +255,26 @@ impl<T> Body<T> {
                 digest,
                 merge_epochs,
             },
-            Body::Evaluate { digest, split } => Body::Evaluate { digest, split },
-            Body::Decide { digest, schedule } => Body::Decide { digest, schedule },
+            Body::Decide {
+                digest,
+                schedule,
+                test,
+            } => Body::Decide {
+                digest,
+                schedule,
+                test,
+            },
             Body::Decided {
-                samples,
                 validation,
+                test,
                 decision,
             } => Body::Decided {
-                samples,
                 validation,
+                test,
                 decision,
             },
             Body::Finish { digest } => Body::Finish { digest },
-            Body::Finished {
-                samples,
-                metrics,
-                files,
-            } => Body::Finished {
-                samples,
-                metrics,
-                files,
-            },
+            Body::Finished { test, files } => Body::Finished { test, files },
             Body::Progress {
                 epoch,
                 epochs,
@@ -355,16 +328,4 @@ pub struct Metrics {
     pub accuracy: Option<f64>,
     /// Other values by name (e.g. `auc`).
     pub extra: BTreeMap<String, f64>,
-}
-
-/// A split of a dataset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Split {
-    /// Training data.
-    Train,
-    /// Validation data.
-    Validation,
-    /// Test data.
-    Test,
 }

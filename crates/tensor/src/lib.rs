@@ -55,7 +55,7 @@ pub use aggregate::{Accepted, AggregateError, Aggregator, Rejection, Weighting};
 pub use codec::{CodecError, decode_view};
 pub use digest::{Digest, DigestParseError};
 pub use dtype::{DType, UnknownDType};
-pub use envelope::{Body, Envelope, Metrics, PackageFile, SCHEMA_VERSION, Split};
+pub use envelope::{Body, Envelope, Metrics, PackageFile, SCHEMA_VERSION};
 pub use schedule::{Decision, RoundRecord, Schedule, StopMetric};
 pub use set::{TensorSet, TensorSetView};
 pub use spool::{SpoolEntry, SpoolError, UpdateSpool};

@@ -18,22 +18,21 @@ pub enum TransportError {
 
 /// Delivery of encoded envelopes between named endpoints.
 pub trait Transport: Send + Sync + 'static {
-    /// Hands `bytes` to the endpoint `to`. Delivery is asynchronous; an `Ok` means accepted
-    /// for delivery, not received.
-    fn send(&self, to: &str, bytes: Vec<u8>) -> Result<(), TransportError>;
-    /// Opens the endpoint `name` and returns its inbox.
-    fn open(&self, name: &str) -> Result<Inbox, TransportError>;
-    /// [`Transport::send`] with a W3C trace context (`traceparent`) that travels with the
-    /// message (in the NATS headers) and comes out in [`Delivery::traceparent`]. The
-    /// default drops it.
+    /// Hands `bytes` to the endpoint `to` with a W3C trace context (`traceparent`) that
+    /// travels with the message (in the NATS headers) and comes out in
+    /// [`Delivery::traceparent`]. Delivery is asynchronous; an `Ok` means accepted for
+    /// delivery, not received.
     fn send_traced(
         &self,
         to: &str,
         bytes: Vec<u8>,
         traceparent: Option<String>,
-    ) -> Result<(), TransportError> {
-        let _ = traceparent;
-        self.send(to, bytes)
+    ) -> Result<(), TransportError>;
+    /// Opens the endpoint `name` and returns its inbox.
+    fn open(&self, name: &str) -> Result<Inbox, TransportError>;
+    /// [`Transport::send_traced`] without a trace context.
+    fn send(&self, to: &str, bytes: Vec<u8>) -> Result<(), TransportError> {
+        self.send_traced(to, bytes, None)
     }
 }
 

@@ -30,10 +30,6 @@ impl InProcess {
 }
 
 impl Transport for InProcess {
-    fn send(&self, to: &str, bytes: Vec<u8>) -> Result<(), TransportError> {
-        self.send_traced(to, bytes, None)
-    }
-
     fn send_traced(
         &self,
         to: &str,

@@ -7,6 +7,8 @@
 //! runs on.
 
 mod base;
+#[doc(hidden)]
+pub mod crash;
 mod in_process;
 mod nats;
 

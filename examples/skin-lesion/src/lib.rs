@@ -20,11 +20,10 @@ pub mod net;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use fl_data::{Dataset, OpenOptions};
 use fl_model::{
     AutoFedAvgModel, AutoModel, DataLoader, DataSummary, DatasetDirs, FineTuneJob, FineTuneOutcome,
     ModelContext, ModelError, ModelInit, Parts, Pass, ResultFile, Schedule, Scored,
-    fine_tune_fedavg,
+    fine_tune_fedavg, open_dataset, summary,
 };
 use fl_package::Resize;
 use fl_torch::read_params;
@@ -146,35 +145,23 @@ impl Lesion {
         })
     }
 
-    /// The images of one split of `dir`, labels re-indexed to the task's.
+    /// Decodes a split's images (labels already the task's); too few is a refusal.
     fn load_split(
         &self,
-        dir: &Path,
-        pick: fn(&Dataset) -> &Vec<fl_data::Sample>,
+        split: &str,
+        samples: &[fl_data::Sample],
     ) -> Result<Option<LesionImages>, String> {
-        let dataset = Dataset::open(dir, &OpenOptions::default()).map_err(|e| e.to_string())?;
-        let mut samples: Vec<(PathBuf, usize)> = Vec::new();
-        for sample in pick(&dataset) {
-            let name = &dataset.labels[sample.label];
-            let Some(label) = self.context.labels.iter().position(|l| l == name) else {
-                return Err(format!(
-                    "{}: label `{name}` is not one of the task's ({})",
-                    sample.path.display(),
-                    self.context.labels.join(", ")
-                ));
-            };
-            samples.push((sample.path.clone(), label));
-        }
         if samples.is_empty() {
             return Ok(None);
         }
         if samples.len() < MIN_SAMPLES {
             return Err(format!(
-                "{}: {} samples in a split; LesionNet needs at least {MIN_SAMPLES}",
-                dir.display(),
+                "the {split} split has {} samples; LesionNet needs at least {MIN_SAMPLES}",
                 samples.len()
             ));
         }
+        let samples: Vec<(PathBuf, usize)> =
+            samples.iter().map(|s| (s.path.clone(), s.label)).collect();
         LesionImages::load(&samples, self.size, self.batch_size, self.seed).map(Some)
     }
 }
@@ -204,24 +191,16 @@ impl AutoModel for Lesion {
     }
 
     fn init_dataset(&mut self, dataset: &DatasetDirs) -> Result<DataSummary, String> {
-        let mut summary = DataSummary::default();
-        if let Some(dir) = &dataset.train {
-            self.training = self.load_split(dir, |d| &d.train)?;
-            summary.train = self.training.as_ref().map_or(0, |l| l.samples() as u64);
-        }
-        if let Some(dir) = &dataset.validation {
-            self.validation = self.load_split(dir, |d| &d.validation)?;
-            summary.validation = self.validation.as_ref().map_or(0, |l| l.samples() as u64);
-        }
-        if let Some(dir) = &dataset.test {
-            self.testing = self.load_split(dir, |d| &d.test)?;
-            summary.test = self.testing.as_ref().map_or(0, |l| l.samples() as u64);
-        }
+        let data = open_dataset(dataset, &self.context.labels, &self.context.logger)?;
+        self.training = self.load_split("training", &data.train)?;
+        self.validation = self.load_split("validation", &data.validation)?;
+        self.testing = self.load_split("test", &data.test)?;
+        let counts = summary(&data);
         self.push_log(&format!(
             "LesionNet: {} training, {} validation, {} test images at {}x{}",
-            summary.train, summary.validation, summary.test, self.size, self.size
+            counts.train, counts.validation, counts.test, self.size, self.size
         ));
-        Ok(summary)
+        Ok(counts)
     }
 
     fn fine_tune(&mut self, job: &FineTuneJob) -> Result<FineTuneOutcome, ModelError> {

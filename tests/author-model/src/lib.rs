@@ -1,7 +1,8 @@
 //! A model registered from outside the engine crates: `tests.authoring.HeadOnly`, a small
 //! convolutional backbone that stays frozen (the package's weights) under a linear `head`,
 //! the only part it trains and exchanges. Its data check refuses a node with fewer training
-//! images than `config.json`'s `min_train_samples`.
+//! images than `config.json`'s `min_train_samples`, and with `keep_first_state` its
+//! `best_state_dict` hook keeps the first round's state whatever the validation says.
 //!
 //! It uses the authoring API's defaults wherever it can (training, validation and test loops
 //! over its [`Parts`], the scheduler hooks), so the tests of this crate exercise them.
@@ -9,12 +10,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use fl_data::{Dataset, OpenOptions, Preprocessor};
+use fl_data::Preprocessor;
 use fl_model::{
     AutoFedAvgModel, AutoModel, DataSummary, DatasetDirs, FineTuneJob, FineTuneOutcome,
-    ModelContext, ModelError, ModelInit, Parts, SampleLoader, Scored, TensorSet, fine_tune_fedavg,
+    ModelContext, ModelError, ModelInit, Parts, SampleLoader, Schedule, Scored, TensorSet,
+    fine_tune_fedavg, image_batch, open_dataset, summary,
 };
-use fl_torch::{NodeData, named_tensors, read_params, to_tensor_set};
+use fl_torch::{named_tensors, read_params, to_tensor_set};
 use serde_json::Value;
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Tensor};
@@ -94,6 +96,7 @@ pub struct HeadOnly {
     batch_size: usize,
     seed: u64,
     min_train: u64,
+    keep_first_state: bool,
 }
 
 impl std::fmt::Debug for HeadOnly {
@@ -142,6 +145,10 @@ impl HeadOnly {
                 .get("min_train_samples")
                 .and_then(Value::as_u64)
                 .unwrap_or(1),
+            keep_first_state: config
+                .get("keep_first_state")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         })
     }
 
@@ -173,31 +180,15 @@ impl AutoModel for HeadOnly {
 
     fn predict_file(&mut self, image: &Path) -> Result<Vec<Scored>, ModelError> {
         let image = self.preprocessor.load(image, None)?;
-        let xs = Tensor::from_slice(&image.data).view([
-            1,
-            image.channels as i64,
-            image.height as i64,
-            image.width as i64,
-        ]);
-        Ok(self.predict(&xs)?.into_iter().next().unwrap_or_default())
+        Ok(self
+            .predict(&image_batch(&image))?
+            .into_iter()
+            .next()
+            .unwrap_or_default())
     }
 
     fn init_dataset(&mut self, dataset: &DatasetDirs) -> Result<DataSummary, String> {
-        let mut data = NodeData::default();
-        for dir in dataset.dirs() {
-            let opened = Dataset::open(dir, &OpenOptions::default()).map_err(|e| e.to_string())?;
-            let node =
-                NodeData::from_dataset(&opened, &self.context.labels).map_err(|e| e.to_string())?;
-            if dataset.train.as_ref() == Some(dir) {
-                data.train = node.train.clone();
-            }
-            if dataset.validation.as_ref() == Some(dir) {
-                data.validation = node.validation.clone();
-            }
-            if dataset.test.as_ref() == Some(dir) {
-                data.test = node.test;
-            }
-        }
+        let data = open_dataset(dataset, &self.context.labels, &self.context.logger)?;
         if dataset.train.is_some() && (data.train.len() as u64) < self.min_train {
             return Err(format!(
                 "HeadOnly needs at least {} training images (config.json `min_train_samples`); \
@@ -206,15 +197,11 @@ impl AutoModel for HeadOnly {
                 data.train.len()
             ));
         }
-        let summary = DataSummary {
-            train: data.train.len() as u64,
-            validation: data.validation.len() as u64,
-            test: data.test.len() as u64,
-        };
+        let counts = summary(&data);
         self.training = self.loader(data.train);
         self.validation = self.loader(data.validation);
         self.testing = self.loader(data.test);
-        Ok(summary)
+        Ok(counts)
     }
 
     fn fine_tune(&mut self, job: &FineTuneJob) -> Result<FineTuneOutcome, ModelError> {
@@ -236,6 +223,15 @@ impl AutoFedAvgModel for HeadOnly {
 
     fn build_optimizer(&mut self) -> Result<nn::Optimizer, ModelError> {
         Ok(nn::Sgd::default().build(&self.vs, self.learning_rate)?)
+    }
+
+    /// With `keep_first_state` (config.json), the first round's state is the one kept.
+    fn best_state_dict(&self, schedule: &Schedule) -> bool {
+        if self.keep_first_state {
+            schedule.round == 1
+        } else {
+            schedule.default_best()
+        }
     }
 
     /// Only the head travels.

@@ -44,9 +44,10 @@ fn same(a: &tch::Tensor, b: &tch::Tensor) -> bool {
 }
 
 #[test]
-fn a_model_registered_outside_the_engine_runs_a_federated_task_exchanging_only_its_head() {
+fn a_model_registered_outside_the_engine_runs_a_federated_task_exchanging_only_its_head_and_choosing_its_best_state()
+ {
     let dir = tempfile::tempdir().expect("tempdir");
-    let package = package(dir.path(), "");
+    let package = package(dir.path(), r#", "keep_first_state": true"#);
     let output = submit(&workflow(dir.path(), &package, 3));
     assert!(
         output.status.success(),
@@ -62,6 +63,8 @@ fn a_model_registered_outside_the_engine_runs_a_federated_task_exchanging_only_i
             "round {round} missing:\n{log}"
         );
     }
+    // The model's `best_state_dict` hook chose the state that was tested and packaged.
+    assert!(log.contains("best round 1 kept"), "{log}");
 
     // Only the head travelled: the global model checkpointed is the head.
     let global = tensors(&run.join("checkpoint/latest/global.safetensors"));

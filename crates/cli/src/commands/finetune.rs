@@ -181,13 +181,11 @@ pub fn run(args: FinetuneArgs) -> Result<ExitCode> {
         })
         .with_context(|| format!("fine-tuning {}", args.model.display()))?;
 
-    let mut extra_files = Vec::new();
-    for file in &outcome.files {
-        fl_model::engine::check_zip_path(&file.path_in_zip)?;
-        let bytes = std::fs::read(&file.file)
-            .with_context(|| format!("reading {}", file.file.display()))?;
-        extra_files.push((file.path_in_zip.clone(), bytes));
-    }
+    let extra_files: Vec<(String, Vec<u8>)> =
+        fl_model::engine::collect_result_files(outcome.files.clone())?
+            .into_iter()
+            .map(|file| (file.path, file.bytes))
+            .collect();
     let model_zip = args.out.join("model.zip");
     write_model_zip(
         &ResultSpec {

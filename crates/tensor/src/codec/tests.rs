@@ -2,7 +2,8 @@ use proptest::prelude::*;
 use serde::Serialize;
 
 use super::*;
-use crate::envelope::{Metrics, Split};
+use crate::envelope::Metrics;
+use crate::schedule::Decision;
 use crate::tensor::NamedTensor;
 
 /// One tensor of every dtype, with varied bytes (valid bools).
@@ -72,13 +73,16 @@ fn every_dtype_and_every_body_round_trips() {
             "task-1",
             2,
             "hospital-b",
-            Body::Metrics {
-                split: Split::Validation,
-                samples: 40,
-                metrics: Metrics {
+            Body::Decided {
+                validation: Some(Metrics {
                     loss: None,
                     accuracy: Some(0.5),
                     extra: Default::default(),
+                }),
+                test: None,
+                decision: Decision {
+                    best: true,
+                    finished: Some("no better validation accuracy for 2 rounds".into()),
                 },
             },
         ),

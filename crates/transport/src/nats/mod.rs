@@ -248,10 +248,6 @@ impl NatsTransport {
 }
 
 impl Transport for NatsTransport {
-    fn send(&self, to: &str, bytes: Vec<u8>) -> Result<(), TransportError> {
-        self.publish(to, bytes, None)
-    }
-
     fn send_traced(
         &self,
         to: &str,

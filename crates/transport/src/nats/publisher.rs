@@ -163,22 +163,16 @@ fn crash_mid_transfer(bytes: usize) {
         return;
     }
     let count = LARGE.fetch_add(1, Ordering::SeqCst) + 1;
-    let Ok(spec) = std::env::var("FEDENGINE_CRASH_AT") else {
+    let Some((point, at)) = crate::crash::armed() else {
         return;
     };
-    let wanted = match spec.split_once(':') {
-        Some(("mid-transfer", n)) => n.parse::<u64>().ok(),
-        None if spec == "mid-transfer" => Some(1),
-        _ => None,
+    let wanted = match at {
+        _ if point != "mid-transfer" => None,
+        Some(n) => n.parse::<u64>().ok(),
+        None => Some(1),
     };
     if wanted == Some(count) {
-        eprintln!(
-            "fedengine: crash point `mid-transfer` reached in message {count}; killing this process"
-        );
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &std::process::id().to_string()])
-            .status();
-        std::process::abort();
+        crate::crash::kill_now(&format!("`mid-transfer` in message {count}"));
     }
 }
 

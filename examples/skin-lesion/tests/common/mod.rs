@@ -1,43 +1,19 @@
-//! What the engine's federation test helpers (`crates/cli/tests/federation`) need, for
-//! `lesion-engine`: the repository, the binary, running it, reading a zip entry.
+//! What the engine's test helpers (`crates/cli/tests/common/shared.rs`, `federation`) need
+//! for `lesion-engine`: its binary; plus the shipped LesionNet workflow made runnable.
 
 #![allow(dead_code)]
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-/// The repository root, canonical.
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
-}
+#[path = "../../../../crates/cli/tests/common/shared.rs"]
+mod shared;
+
+#[allow(unused_imports)] // each test binary uses some of them
+pub use shared::{engine, repo, zip_entry};
 
 /// `lesion-engine`: the engine with LesionNet linked in.
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_lesion-engine")
-}
-
-/// Runs `lesion-engine` from the repository root, without `LD_LIBRARY_PATH`.
-pub fn engine(args: &[&str]) -> Output {
-    Command::new(binary())
-        .args(args)
-        .current_dir(repo())
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .expect("lesion-engine runs")
-}
-
-/// The bytes of `name` inside the zip archive `zip`.
-pub fn zip_entry(zip: &Path, name: &str) -> Vec<u8> {
-    let mut archive =
-        zip::ZipArchive::new(std::fs::File::open(zip).expect("zip")).expect("archive");
-    let mut entry = archive.by_name(name).expect("entry");
-    let mut bytes = Vec::new();
-    entry.read_to_end(&mut bytes).expect("read");
-    bytes
 }
 
 /// The shipped LesionNet workflow with absolute paths and its output in `out`, written to
