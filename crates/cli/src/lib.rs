@@ -30,6 +30,9 @@ enum Command {
     /// Check and inspect model packages.
     #[command(subcommand)]
     Model(commands::model::ModelCommand),
+    /// Make datasets: import an ImageFolder tree or a CSV, partition one into sites.
+    #[command(subcommand)]
+    Data(commands::data::DataCommand),
     /// Fine-tune a model package on a local dataset and write model.zip.
     Finetune(commands::finetune::FinetuneArgs),
     /// Print the most probable labels of images.
@@ -78,6 +81,7 @@ where
     };
     let outcome = match cli.command {
         Command::Model(command) => commands::model::run(command),
+        Command::Data(command) => commands::data::run(command),
         Command::Finetune(args) => commands::finetune::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Submit(args) => commands::submit::run(args),

@@ -58,6 +58,7 @@ fn the_plain_engine_lists_its_models_and_refuses_an_unlinked_one_saying_how_to_l
         [
             "fedengine.vision.ResNet18",
             "fedengine.vision.ResNet34",
+            "fedengine.vision.ResNet50",
             "fedengine.vision.SmallCnn"
         ]
     );
@@ -111,7 +112,7 @@ fn a_broken_package_lists_every_problem_and_fails() {
         stderr.contains("README.md:7:12: key `framework`"),
         "{stderr}"
     );
-    assert!(stderr.contains("config.json: key `entry_class`: module `fedengine.vision` has no model class `BigCnn` (accepted: ResNet18, ResNet34, SmallCnn)"), "{stderr}");
+    assert!(stderr.contains("config.json: key `entry_class`: module `fedengine.vision` has no model class `BigCnn` (accepted: ResNet18, ResNet34, ResNet50, SmallCnn)"), "{stderr}");
     assert!(stderr.contains("2 errors, 0 warnings"), "{stderr}");
 
     let out = engine(&["model", "validate", "--json", &path]);

@@ -38,6 +38,10 @@ fn the_shipped_workflow_is_valid_and_summarised() {
         "3 of 3 training nodes",
         "output          runs/digits-fedavg",
         "models/digits-cnn",
+        // What the run itself checks: the model built, every node's data opened.
+        "node site-1     model built; 333 train, 0 validation, 0 test samples",
+        "node initiator  model built; 0 train, 144 validation, 360 test samples",
+        "learning_rate  0.05",
     ] {
         assert!(stdout.contains(expected), "{expected:?} in\n{stdout}");
     }
@@ -107,4 +111,80 @@ fn the_workflow_schema_is_printed_as_json() {
     let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON Schema");
     assert_eq!(schema["properties"]["max_rounds"]["default"], 20);
     assert_eq!(schema["$schema"], "http://json-schema.org/draft-07/schema#");
+}
+
+/// What only the run would find (a site's label the task does not have, weights that do not
+/// fit the model) fails validation too, naming the node; `--set` values are checked like the
+/// file's and `--no-build` checks the file alone.
+#[test]
+fn validation_runs_the_checks_the_run_makes_before_training() {
+    let root = repo_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = dir.path().join("odd-site");
+    std::fs::create_dir_all(site.join("images")).expect("mkdir");
+    std::fs::copy(
+        root.join("datasets/digits/site-1/images/0000.png"),
+        site.join("images/a.png"),
+    )
+    .expect("copy");
+    std::fs::write(
+        site.join("annotation.json"),
+        r#"{"labels": ["eleven"], "Train": [{"path": "images/a.png",
+            "tags": [{"label": "eleven", "source": "test"}]}]}"#,
+    )
+    .expect("annotation");
+    let digits = std::fs::canonicalize(root.join("datasets/digits")).expect("digits");
+    let model = std::fs::canonicalize(root.join("models/digits-cnn")).expect("model");
+    let yaml = format!(
+        "version: 1\nname: odd\nmodel: {}\ninitiator:\n  node: initiator\n  test: {}\n\
+         participants:\n  - node: site-1\n    data: odd-site\n",
+        model.display(),
+        digits.join("initiator").display()
+    );
+    std::fs::write(dir.path().join("odd.yaml"), yaml).expect("write");
+
+    let out = engine(&["validate", "odd.yaml"], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("node `site-1`") && stderr.contains("eleven"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the run would fail before training"),
+        "{stderr}"
+    );
+    let out = engine(&["validate", "--json", "odd.yaml"], dir.path());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["valid"], false);
+    assert_eq!(json["run_checks"]["nodes"][1]["node"], "site-1");
+    assert!(
+        json["run_checks"]["nodes"][1]["error"].is_string(),
+        "{json}"
+    );
+
+    // The file alone is valid.
+    let out = engine(&["validate", "--no-build", "odd.yaml"], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A `--set` is checked like the file and named in the error.
+    let out = engine(
+        &[
+            "validate",
+            "workflows/fedavg.yaml",
+            "--set",
+            "training.learning_rate=-1",
+        ],
+        &root,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--set training.learning_rate=-1") && stderr.contains("greater than 0"),
+        "{stderr}"
+    );
 }

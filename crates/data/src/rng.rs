@@ -14,6 +14,9 @@ const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 /// Domain tags keep the shuffle and augmentation streams apart even for equal inputs.
 pub(crate) const SHUFFLE_STREAM: u64 = 0x5348_5546_464C_4531; // "SHUFFLE1"
 pub(crate) const AUGMENT_STREAM: u64 = 0x4155_474D_454E_5431; // "AUGMENT1"
+pub(crate) const IMPORT_SPLIT_STREAM: u64 = 0x494D_5053_504C_5431; // "IMPSPLT1"
+pub(crate) const PARTITION_STREAM: u64 = 0x5041_5254_4954_4E31; // "PARTITN1"
+pub(crate) const DIRICHLET_STREAM: u64 = 0x4449_5249_4348_4C31; // "DIRICHL1"
 
 /// The SplitMix64 output function: a bijective 64-bit mixer.
 fn mix(mut z: u64) -> u64 {
@@ -65,6 +68,14 @@ impl SplitMix64 {
             }
         }
     }
+
+    /// Shuffles `items` in place (Fisher–Yates, from the last position down).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            items.swap(i, j);
+        }
+    }
 }
 
 /// Returns the order in which to visit `n` samples in `epoch`: `0..n` unchanged when
@@ -73,11 +84,7 @@ impl SplitMix64 {
 pub fn epoch_order(n: usize, shuffle: bool, seed: u64, epoch: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     if shuffle {
-        let mut rng = SplitMix64::from_words(&[SHUFFLE_STREAM, seed, epoch]);
-        for i in (1..n).rev() {
-            let j = rng.below(i as u64 + 1) as usize;
-            order.swap(i, j);
-        }
+        SplitMix64::from_words(&[SHUFFLE_STREAM, seed, epoch]).shuffle(&mut order);
     }
     order
 }

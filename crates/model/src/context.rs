@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use fl_package::ModelPackage;
-use fl_torch::{HyperParameters, ModelError, TrainerOptions};
+use fl_package::Resolved;
+use fl_torch::{HyperParameters, ModelError, Origin, TrainerOptions};
 use serde_json::{Map, Value};
 
 /// Where a logger's lines go: `(is_warning, line)`.
@@ -140,17 +141,28 @@ pub struct ModelInit {
 }
 
 impl ModelInit {
-    /// `config.json` with the workflow's `training` overrides applied.
+    /// `config.json` with the run's hyper-parameter overrides (a workflow's `training`
+    /// section, `engine finetune --epochs`) applied.
     pub fn config(&self) -> Map<String, Value> {
         let mut raw = self.package.config.raw.clone();
-        raw.extend(self.options.overrides.clone());
+        for (_, values) in &self.options.overrides {
+            raw.extend(values.to_json());
+        }
         raw
     }
 
-    /// The hyper-parameters of [`config`](Self::config) (`learning_rate`, `batch_size`,
-    /// `optimizer`, ...), checked, with their defaults.
+    /// The effective hyper-parameters (`learning_rate`, `batch_size`, `optimizer`, ...):
+    /// the package's, the run's overrides, then the documented defaults.
     pub fn hyper_parameters(&self) -> Result<HyperParameters, ModelError> {
-        HyperParameters::from_config(&self.config())
+        Ok(self.settings()?.values)
+    }
+
+    /// The effective hyper-parameters with where each came from, as runs print and record
+    /// them.
+    pub fn settings(&self) -> Result<Resolved, ModelError> {
+        let mut layers = vec![(Origin::Package, &self.package.config.hyper_parameters)];
+        layers.extend(self.options.overrides.iter().map(|(o, v)| (*o, v)));
+        Ok(HyperParameters::resolve(&layers)?)
     }
 }
 

@@ -16,7 +16,7 @@
 //!
 //! The engine keeps rounds, transport, timeouts, checkpoints and packaging; the functions in
 //! [`engine`] are the calls it makes on a model. The built-in models
-//! (`fedengine.vision`: SmallCnn, ResNet18, ResNet34, and TorchScript packages) are
+//! (`fedengine.vision`: SmallCnn, ResNet18, ResNet34, ResNet50, and TorchScript packages) are
 //! [`VisionClassifier`]s registered the same way an author's model is.
 //!
 //! docs/AUTHORING.md is the author's guide; `examples/skin-lesion` is a complete author

@@ -1,5 +1,5 @@
 //! [`VisionClassifier`]: the built-in image classifiers (`fedengine.vision`: SmallCnn,
-//! ResNet18, ResNet34) and TorchScript packages, implemented through the authoring traits
+//! ResNet18, ResNet34, ResNet50) and TorchScript packages, implemented through the authoring traits
 //! and registered like an author's model.
 
 use std::path::Path;
@@ -36,10 +36,16 @@ crate::register_model!(
     "torchvision resnet34 (same parameter names)",
     |init| Ok(Box::new(VisionClassifier::build(init)?))
 );
+crate::register_model!(
+    BUILTIN_MODULE,
+    "ResNet50",
+    "torchvision resnet50 (same parameter names)",
+    |init| Ok(Box::new(VisionClassifier::build(init)?))
+);
 
 /// A built-in or TorchScript image classifier with the package's preprocessing and
-/// hyper-parameters (`config.json` plus the workflow's overrides): SGD or Adam, step decay
-/// of the learning rate by run-wide epoch.
+/// hyper-parameters (`config.json` plus the workflow's overrides): SGD or Adam, and the
+/// declared learning-rate schedule (none by default) over the run-wide epoch.
 pub struct VisionClassifier {
     context: ModelContext,
     classifier: Classifier,
@@ -211,14 +217,11 @@ impl AutoFedAvgModel for VisionClassifier {
     }
 
     fn build_optimizer(&mut self) -> Result<nn::Optimizer, ModelError> {
-        self.hp.optimizer(&self.classifier)
+        fl_torch::build_optimizer(&self.hp, self.classifier.var_store())
     }
 
     fn learning_rate(&self, epoch: &EpochContext) -> Option<f64> {
-        Some(
-            self.hp
-                .learning_rate_at(usize::try_from(epoch.run_epoch).unwrap_or(usize::MAX)),
-        )
+        Some(self.hp.learning_rate_at(epoch.run_epoch))
     }
 
     /// Every variable, a TorchScript module's buffers included.

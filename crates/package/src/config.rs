@@ -5,8 +5,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::catalog::{CatalogMiss, ModelCatalog};
+use crate::hparams::{HyperParameterValues, Scope};
 use crate::problem::{Position, Problem, Problems};
-use crate::values::{describe, integer_at_least, non_empty_string, number_in};
+use crate::values::{describe, non_empty_string};
 
 /// The model configuration's file name inside a package.
 pub const CONFIG_FILE: &str = "config.json";
@@ -49,17 +50,13 @@ pub struct ModelConfig {
     pub param_file: String,
     /// Class labels by index, from `id2label` (or `label2id`), when given.
     pub labels: Option<Vec<String>>,
-    /// Every key of the file, in order, including the ones above (the model's own keys such
-    /// as `learning_rate` are read from here).
+    /// The hyper-parameters the file declares (checked against the spec; the others take
+    /// their documented defaults when training).
+    pub hyper_parameters: HyperParameterValues,
+    /// Every key of the file, in order, including the ones above (a model's own keys are
+    /// read from here).
     pub raw: Map<String, Value>,
 }
-
-/// Hyper-parameters the engine reads, with what each accepts.
-const HYPER_PARAMETERS: &[(&str, &str)] = &[
-    ("learning_rate", "a number greater than 0"),
-    ("batch_size", "a whole number of at least 1"),
-    ("epochs", "a whole number of at least 1"),
-];
 
 /// The outcome of parsing `config.json`: the config when it has no error, and the files it
 /// names even when other keys have errors (so that those are checked too).
@@ -193,29 +190,31 @@ pub(crate) fn parse_config(
 
     let param_file = required_string(&raw, "param_file", problems);
     let labels = parse_labels(&raw, problems);
-    for (key, expected) in HYPER_PARAMETERS {
-        let Some(value) = raw.get(*key) else { continue };
-        let ok = match *key {
-            "learning_rate" => number_in(value, f64::MIN_POSITIVE, f64::MAX).is_some(),
-            _ => integer_at_least(value, 1).is_some(),
-        };
-        if !ok {
-            problems.push(error(key, format!("is {}", describe(value)), expected));
+    let hyper_parameters = match HyperParameterValues::from_json(&raw, Scope::PackageOnly) {
+        Ok(values) => Some(values),
+        Err(found) => {
+            for p in found {
+                problems.push(error(&p.key, p.message, &p.expected));
+            }
+            None
         }
-    }
+    };
 
     let entry_file = match &entry {
         Some(Entry::File { path, .. }) => Some(path.clone()),
         _ => None,
     };
     let valid = problems.error_count() == errors_before;
-    let config = match (entry, param_file.clone(), labels) {
-        (Some(entry), Some(param_file), Ok(labels)) if valid => Some(ModelConfig {
-            entry,
-            param_file,
-            labels,
-            raw,
-        }),
+    let config = match (entry, param_file.clone(), labels, hyper_parameters) {
+        (Some(entry), Some(param_file), Ok(labels), Some(hyper_parameters)) if valid => {
+            Some(ModelConfig {
+                entry,
+                param_file,
+                labels,
+                hyper_parameters,
+                raw,
+            })
+        }
         _ => None,
     };
     ParsedConfig {

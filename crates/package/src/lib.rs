@@ -26,6 +26,7 @@
 mod card;
 mod catalog;
 mod config;
+mod hparams;
 mod opened;
 mod package;
 mod param_file;
@@ -33,11 +34,17 @@ mod paths;
 mod preprocessor;
 mod problem;
 mod result;
+mod scaffold;
 mod values;
 
 pub use card::{CARD_FILE, ModelCard, Task};
 pub use catalog::{CatalogMiss, ModelCatalog};
 pub use config::{CONFIG_FILE, Entry, ModelConfig};
+pub use hparams::{
+    HYPER_PARAMETERS, HyperParameterValues, HyperParameters, KeyProblem, KeySpec, LrSchedule,
+    Optimizer, Origin, Origins, RETIRED_KEYS, ResolveError, Resolved, Scope, Setting, json_schema,
+    key_spec, markdown_table, setting_line,
+};
 pub use opened::{OpenError, OpenedPackage};
 pub use package::{
     Inspection, MAX_CARD_BYTES, MAX_JSON_BYTES, ModelPackage, PackageError, inspect_package,
@@ -51,3 +58,4 @@ pub use problem::{Position, Problem, Problems, Severity};
 pub use result::{
     MAX_EXTRACTED_BYTES, ResultError, ResultSpec, extract_model_zip, write_model_zip,
 };
+pub use scaffold::{NEW_WEIGHTS_FILE, NewPackage};

@@ -158,6 +158,26 @@ pub fn inspect_package(dir: &Path, catalog: &ModelCatalog) -> Inspection {
         .entry_file
         .as_deref()
         .and_then(|path| locate(&root, "entry_file", path, &mut problems));
+    if let (Some(entry), Some((param_path, _))) = (&entry_path, &param)
+        && entry == param_path
+    {
+        // The engine loads the module from `entry_file` and its weights from `param_file`:
+        // the module archive is not a weights file it can read strictly.
+        problems.push(
+            Problem::error(
+                CONFIG_FILE,
+                format!(
+                    "`param_file` names the entry file `{}` itself",
+                    parsed.param_file.as_deref().unwrap_or_default()
+                ),
+            )
+            .key("param_file")
+            .expected(
+                "a separate weights file with the module's parameters and buffers: safetensors, \
+                 or torch.save(model.state_dict())",
+            ),
+        );
+    }
 
     let package = match (card, parsed.config, param) {
         (Some(card), Some(config), Some((param_path, param_file)))

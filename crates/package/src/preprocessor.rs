@@ -81,6 +81,28 @@ pub struct PreprocessorConfig {
     pub resample: Resample,
 }
 
+impl PreprocessorConfig {
+    /// Describes the training-only augmentation, as runs print it among their effective
+    /// settings: `none`, or the random affine transform and flip that apply.
+    pub fn augmentation(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(affine) = &self.affine {
+            parts.push(format!(
+                "random affine (rotation {} to {} degrees, shift up to {} x {} of the size)",
+                affine.degrees.0, affine.degrees.1, affine.translate.0, affine.translate.1
+            ));
+        }
+        if self.horizontal_flip {
+            parts.push("random horizontal flip".to_owned());
+        }
+        if parts.is_empty() {
+            "none".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
 const BOOL_KEYS: &[&str] = &[
     "do_resize",
     "do_center_crop",

@@ -407,6 +407,28 @@ fn cases() -> Vec<(&'static str, Break, Vec<Expect>)> {
             },
             vec![error("config.json", Some("entry_file"), "is Python source")],
         ),
+        (
+            "param_file is the TorchScript entry file itself",
+            |d| {
+                edit(
+                    d,
+                    "config.json",
+                    r#""entry_module": "fedengine.vision""#,
+                    r#""entry_module": null"#,
+                );
+                edit(
+                    d,
+                    "config.json",
+                    r#""entry_file": null"#,
+                    r#""entry_file": "weights/model.safetensors""#,
+                );
+            },
+            vec![error(
+                "config.json",
+                Some("param_file"),
+                "names the entry file `weights/model.safetensors` itself",
+            )],
+        ),
     ]
 }
 

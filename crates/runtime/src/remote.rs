@@ -28,7 +28,7 @@ const MAX_PACKAGE_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 pub(crate) struct RemoteOptions {
     pub seed: u64,
     pub threads: usize,
-    pub overrides: serde_json::Map<String, serde_json::Value>,
+    pub overrides: Vec<(fl_torch::Origin, fl_torch::HyperParameterValues)>,
 }
 
 impl RemoteOptions {

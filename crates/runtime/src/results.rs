@@ -19,10 +19,11 @@ use std::path::{Path, PathBuf};
 use fl_package::{ModelPackage, ResultError, ResultSpec, write_model_zip};
 use fl_tensor::Metrics;
 use serde::{Deserialize, Serialize};
-use serde_json::Map;
+
 use zip::write::SimpleFileOptions;
 
 use crate::RuntimeError;
+use crate::settings::EffectiveSettings;
 
 /// The model archive's file name in the output directory.
 pub const MODEL_ZIP: &str = "model.zip";
@@ -92,6 +93,10 @@ pub struct FederationSummary {
     pub workflow_digest: String,
     /// How updates were weighted (`samples`, `equal`, ...).
     pub weighting: String,
+    /// Every hyper-parameter the task trained with and where it came from (absent in
+    /// summaries written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<EffectiveSettings>,
 }
 
 /// The two archives [`write_results`] wrote.
@@ -151,6 +156,30 @@ pub fn card_appendix(summary: &FederationSummary) -> String {
     ];
     for (key, value) in rows {
         let _ = writeln!(text, "| {key} | {value} |");
+    }
+
+    if let Some(settings) = &summary.settings {
+        text.push_str("\n### Training settings\n\n");
+        text.push_str("| setting | value | from |\n|---|---|---|\n");
+        for s in &settings.hyper_parameters {
+            let _ = writeln!(
+                text,
+                "| `{}` | {} | {} |",
+                s.key,
+                cell(&s.shown()),
+                s.source
+            );
+        }
+        let _ = writeln!(
+            text,
+            "| augmentation | {} | preprocessor_config.json |",
+            cell(&settings.augmentation)
+        );
+        let _ = writeln!(
+            text,
+            "| `merge_epochs` | {} | workflow |",
+            settings.merge_epochs
+        );
     }
 
     text.push_str("\n### Participants\n\n");
@@ -219,7 +248,11 @@ pub fn write_results(
         weights: best_weights,
         weights_name: WEIGHTS_NAME,
         labels,
-        config_updates: Map::new(),
+        config_updates: summary
+            .settings
+            .as_ref()
+            .map(EffectiveSettings::config_json)
+            .unwrap_or_default(),
         card_appendix: Some(card_appendix(summary)),
         federated: Some(true),
         extra_files,

@@ -11,7 +11,7 @@ use fl_data::{Dataset, OpenOptions};
 use fl_model::{ModelContext, ModelInit, build_model};
 use fl_package::OpenedPackage;
 use fl_telemetry::TaskLog;
-use fl_torch::TrainerOptions;
+use fl_torch::{Origin, TrainerOptions};
 use fl_workflow::Workflow;
 
 use crate::aggregator::AggregatorActor;
@@ -23,6 +23,7 @@ use crate::packager::{Package, PackagerActor};
 use crate::recorder::Recorder;
 use crate::remote::RemoteNodes;
 use crate::results::{FederationSummary, ResultFiles};
+use crate::settings::EffectiveSettings;
 use crate::workers::with_torch;
 use fl_tensor::Body;
 use fl_transport::{COORDINATOR, InProcess, NatsOptions, NatsTransport, Transport};
@@ -252,12 +253,11 @@ pub(crate) async fn run_task(
         }
     };
 
-    let overrides = match serde_json::to_value(&workflow.training) {
-        Ok(serde_json::Value::Object(map)) => {
-            map.into_iter().filter(|(_, v)| !v.is_null()).collect()
-        }
-        _ => serde_json::Map::new(),
-    };
+    // Every value training uses, printed once and recorded with the results.
+    let settings = EffectiveSettings::of(package, &workflow)
+        .inspect_err(|error| coordinator_log.error(format!("the task failed: {error}")))?;
+    settings.log(&coordinator_log);
+    let overrides = vec![(Origin::Workflow, workflow.training.clone())];
     let trainer_options = TrainerOptions {
         seed: workflow.seed,
         threads: workflow.threads as usize,
@@ -399,6 +399,7 @@ pub(crate) async fn run_task(
             fl_workflow::Weighting::Samples => "samples".into(),
             fl_workflow::Weighting::Uniform => "uniform".into(),
         },
+        settings: Some(settings),
     };
     let best_path = out.join(".best.safetensors.partial");
     with_torch(workflow.threads as usize, || {
@@ -462,7 +463,7 @@ async fn flush(transport: Option<&NatsTransport>) {
 }
 
 /// The task's labels in an embedded run: those of the initiator's test directory.
-fn embedded_labels(workflow: &Workflow) -> Result<Vec<String>, RuntimeError> {
+pub(crate) fn embedded_labels(workflow: &Workflow) -> Result<Vec<String>, RuntimeError> {
     let test_dir = workflow
         .initiator
         .test
@@ -480,7 +481,7 @@ fn embedded_labels(workflow: &Workflow) -> Result<Vec<String>, RuntimeError> {
 }
 
 /// Every node with its data directories (for an embedded run), the initiator first.
-fn node_sources(workflow: &Workflow) -> Vec<(String, DataSources)> {
+pub(crate) fn node_sources(workflow: &Workflow) -> Vec<(String, DataSources)> {
     let initiator = &workflow.initiator;
     let path = |d: Option<&fl_workflow::Dataset>| d.and_then(|d| d.path()).map(Into::into);
     let mut nodes = vec![(

@@ -10,6 +10,7 @@ use fl_runtime::RuntimeError;
 use fl_runtime::results::{
     FederationSummary, ParticipantSummary, ResultFiles, RoundSummary, card_appendix, write_results,
 };
+use fl_runtime::settings::EffectiveSettings;
 use fl_telemetry::{
     EventKind, EventWriter, Level, MetricsFile, RoundMetrics, TaskLog, read_events,
 };
@@ -85,6 +86,31 @@ fn summary() -> FederationSummary {
         seed: 42,
         workflow_digest: "5f2b9c0e7d41a3f8e6b2c9d0a1f4e7b3c6d9e2f5a8b1c4d7e0f3a6b9c2d5e8f1".into(),
         weighting: "samples".into(),
+        settings: Some(settings()),
+    }
+}
+
+/// What the digits package trains with, the workflow overriding its learning rate.
+fn settings() -> EffectiveSettings {
+    let package = example_package();
+    let workflow = fl_package::HyperParameterValues {
+        learning_rate: Some(0.01),
+        ..Default::default()
+    };
+    let resolved = fl_package::HyperParameters::resolve(&[
+        (
+            fl_package::Origin::Package,
+            &package.config.hyper_parameters,
+        ),
+        (fl_package::Origin::Workflow, &workflow),
+    ])
+    .expect("resolved");
+    EffectiveSettings {
+        hyper_parameters: resolved.settings(false),
+        augmentation: "none".into(),
+        merge_epochs: 1,
+        threads: 1,
+        overrides: vec!["training.learning_rate=0.01".into()],
     }
 }
 
@@ -235,6 +261,26 @@ fn write_results_gives_a_valid_model_zip_and_a_complete_report() {
     );
     let result = inspection.package.expect("a valid package");
     assert_eq!(result.labels(), Some(&labels[..]));
+    // The result records every hyper-parameter it was trained with, overrides applied.
+    let trained = &result.config.hyper_parameters;
+    assert_eq!(trained.learning_rate, Some(0.01), "the workflow's override");
+    assert_eq!(
+        trained.optimizer,
+        Some(fl_package::Optimizer::Sgd),
+        "the package's"
+    );
+    assert_eq!(trained.lr_schedule, Some(fl_package::LrSchedule::Constant));
+    assert_eq!(
+        trained.weight_decay,
+        Some(0.0),
+        "SGD's documented default, written out"
+    );
+    let card = fs::read_to_string(unpacked.join("README.md")).expect("card");
+    assert!(card.contains("### Training settings"), "{card}");
+    assert!(
+        card.contains("| `learning_rate` | 0.01 | workflow |"),
+        "{card}"
+    );
     assert_eq!(result.config.param_file, "model.safetensors");
     assert_eq!(
         fs::read(&result.param_path).expect("weights"),
@@ -378,6 +424,7 @@ fn results_card_appendix_has_the_summary_and_one_row_per_round() {
             extra: BTreeMap::new(),
         }),
         final_test: None,
+        settings: None,
         participants: vec![ParticipantSummary {
             node: "a|b".into(),
             samples: 10,

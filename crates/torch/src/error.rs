@@ -31,6 +31,10 @@ pub enum ModelError {
         /// What would be accepted.
         expected: String,
     },
+    /// The package's and the run's hyper-parameters are invalid together (each source is
+    /// named).
+    #[error("hyper-parameters: {0}")]
+    HyperParameters(#[from] fl_package::ResolveError),
     /// The weights file cannot be used.
     #[error("{}: {source}", path.display())]
     Params {

@@ -11,6 +11,7 @@ mod params;
 mod participant;
 mod predict;
 mod registry;
+mod scaffold;
 pub mod torchscript;
 mod train;
 
@@ -20,6 +21,9 @@ pub use exchange::{
     WeightExchange, classifier_weights, dtype_of_kind, from_tensor_set, kind_of_dtype,
     load_classifier_weights, to_tensor_set,
 };
+/// The hyper-parameters of training, specified in `fl_package` (re-exported here for model
+/// authors, who build optimisers from them with [`build_optimizer`]).
+pub use fl_package::{HyperParameterValues, HyperParameters, LrSchedule, Optimizer, Origin};
 pub use models::{ResNetDepth, resnet, small_cnn};
 pub use params::{
     ALLOWED_GLOBALS, LoadReport, ParamError, ParamFile, ShapeMismatch, StrictMismatch,
@@ -30,7 +34,7 @@ pub use predict::{Prediction, Scored, predict};
 pub use registry::{
     BUILTIN_MODULE, BuildFn, BuiltinModel, ModelSpec, builtin_catalog, builtin_models, find_builtin,
 };
+pub use scaffold::{NewWeights, new_model_weights};
 pub use train::{
-    HyperParameters, Metrics, OptimizerKind, batch_tensors, evaluate, evaluate_batches,
-    train_batches, train_epoch,
+    Metrics, batch_tensors, build_optimizer, evaluate, evaluate_batches, train_batches, train_epoch,
 };

@@ -6,7 +6,7 @@
 //! `(seed, run-wide epoch)`, libtorch's generator seeded from `(seed, round)`.
 
 use fl_data::{Dataset, Sample, SplitMix64};
-use serde_json::{Map, Value};
+use fl_package::{HyperParameterValues, Origin};
 
 use crate::error::ModelError;
 use crate::train::Metrics;
@@ -91,10 +91,9 @@ pub struct TrainerOptions {
     pub workers: usize,
     /// Memory for decoded images kept between epochs and rounds (0: decode every epoch).
     pub cache_bytes: usize,
-    /// Hyper-parameters overriding `config.json`'s, under the same keys (`learning_rate`,
-    /// `batch_size`, `optimizer`, `momentum`, `weight_decay`, `lr_step_size`, `lr_gamma`);
-    /// checked as `config.json`'s are. A workflow's `training` section serialises to this.
-    pub overrides: Map<String, Value>,
+    /// Hyper-parameters layered over the package's `config.json`, in order, each with where
+    /// it came from: a workflow's `training` section, `engine finetune --epochs`.
+    pub overrides: Vec<(Origin, HyperParameterValues)>,
 }
 
 impl Default for TrainerOptions {
@@ -104,7 +103,7 @@ impl Default for TrainerOptions {
             threads: 1,
             workers: 2,
             cache_bytes: DEFAULT_CACHE_BYTES,
-            overrides: Map::new(),
+            overrides: Vec::new(),
         }
     }
 }

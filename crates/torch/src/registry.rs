@@ -59,6 +59,13 @@ const BUILTINS: &[BuiltinModel] = &[
         head: "fc",
         build: |p, s| Box::new(resnet(p, ResNetDepth::R34, s.in_channels, s.num_classes)),
     },
+    BuiltinModel {
+        module: BUILTIN_MODULE,
+        class: "ResNet50",
+        summary: "torchvision resnet50 (same parameter names)",
+        head: "fc",
+        build: |p, s| Box::new(resnet(p, ResNetDepth::R50, s.in_channels, s.num_classes)),
+    },
 ];
 
 /// Every built-in model.

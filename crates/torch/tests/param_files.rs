@@ -69,25 +69,40 @@ fn small_cnn_state_dict_loads_strictly_and_matches_pytorch_logits() {
     assert!(diff < 1e-5, "max abs difference {diff}");
 }
 
-#[test]
-fn torchvision_resnet18_loads_strictly_and_matches_pytorch_logits() {
+/// Loads torchvision's `arch` (made by PyTorch, BatchNorm statistics stirred) strictly into
+/// the engine's ResNet and compares eval logits.
+fn torchvision_resnet_matches_pytorch(arch: &str, depth: ResNetDepth, keys: usize, bns: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().to_str().expect("utf-8 tempdir");
-    make_fixtures(&["--resnet18", out]);
-    let tensors = read_params(dir.path().join("resnet18_state_dict.pt")).expect("readable");
-    assert_eq!(tensors.len(), 122);
+    make_fixtures(&[&format!("--{arch}"), out]);
+    let tensors = read_params(dir.path().join(format!("{arch}_state_dict.pt"))).expect("readable");
+    assert_eq!(tensors.len(), keys);
 
     let mut vs = nn::VarStore::new(Device::Cpu);
-    let net = resnet(&vs.root(), ResNetDepth::R18, 3, 5);
+    let net = resnet(&vs.root(), depth, 3, 5);
     let report = load_strict(&mut vs, &tensors).expect("strict load");
-    assert_eq!(report.loaded, 102);
-    assert_eq!(report.ignored.len(), 20);
+    assert_eq!(report.loaded, keys - bns);
+    assert_eq!(
+        report.ignored.len(),
+        bns,
+        "num_batches_tracked of every BatchNorm"
+    );
 
-    let io = read_params(dir.path().join("resnet18_io.safetensors")).expect("io");
+    let io = read_params(dir.path().join(format!("{arch}_io.safetensors"))).expect("io");
     let logits = net.forward_t(&tensor(&io, "input"), false);
     let diff = max_abs_diff(&logits, &tensor(&io, "logits"));
-    eprintln!("resnet18 .pt: max abs logit difference vs PyTorch = {diff:e}");
+    eprintln!("{arch} .pt: max abs logit difference vs PyTorch = {diff:e}");
     assert!(diff < 1e-4, "max abs difference {diff}");
+}
+
+#[test]
+fn torchvision_resnet18_loads_strictly_and_matches_pytorch_logits() {
+    torchvision_resnet_matches_pytorch("resnet18", ResNetDepth::R18, 122, 20);
+}
+
+#[test]
+fn torchvision_resnet50_loads_strictly_and_matches_pytorch_logits() {
+    torchvision_resnet_matches_pytorch("resnet50", ResNetDepth::R50, 320, 53);
 }
 
 #[test]

@@ -12,8 +12,8 @@ use common::{fixtures, max_abs_diff, python, tensor};
 use fl_package::ModelPackage;
 use fl_torch::torchscript::BUFFERS_METHOD;
 use fl_torch::{
-    Classifier, HeadChange, HyperParameters, ModelError, builtin_catalog, read_params,
-    write_safetensors,
+    Classifier, HeadChange, HyperParameters, ModelError, Origin, build_optimizer, builtin_catalog,
+    read_params, write_safetensors,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -157,8 +157,10 @@ fn trains_through_torchscript_and_pytorch_loads_the_result_with_the_same_logits(
     let dir = tempfile::tempdir().expect("tempdir");
     let package = fixture_package(&dir.path().join("package"));
     let (mut model, _) = Classifier::from_package(&package, Some(&labels()), 3).expect("built");
-    let hp = HyperParameters::from_config(&package.config.raw).expect("hyper-parameters");
-    let mut optimizer = hp.optimizer(&model).expect("optimizer");
+    let hp = HyperParameters::resolve(&[(Origin::Package, &package.config.hyper_parameters)])
+        .expect("hyper-parameters")
+        .values;
+    let mut optimizer = build_optimizer(&hp, model.var_store()).expect("optimizer");
 
     tch::manual_seed(11);
     let xs = Tensor::randn([16, 3, 8, 8], (Kind::Float, Device::Cpu));

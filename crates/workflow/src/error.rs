@@ -19,12 +19,16 @@ impl fmt::Display for Position {
     }
 }
 
-/// One problem of a workflow file.
+/// One problem of a workflow file, or of an override of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WorkflowError {
     /// The workflow file, as the caller named it.
     pub file: String,
-    /// Where in the file, when known (I/O errors have no position).
+    /// The command-line override the problem comes from (`--set training.learning_rate=-1`,
+    /// `--output DIR`), when it is not the file's text; such a problem has no position.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// Where in the file, when known (I/O errors and overrides have no position).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<Position>,
     /// The key path the problem is about (`participants[1].data`), when there is one.
@@ -38,11 +42,17 @@ pub struct WorkflowError {
 }
 
 impl fmt::Display for WorkflowError {
-    /// Formats as ``workflows/x.yaml:12:5: key `participants[1].node`: message (accepted: ...)``.
+    /// Formats as ``workflows/x.yaml:12:5: key `participants[1].node`: message (accepted: ...)``,
+    /// or, for a problem of an override, as ``--set max_rounds=0: key `max_rounds`: ...``.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some(position) = self.position {
-            write!(f, ":{position}")?;
+        match &self.origin {
+            Some(origin) => write!(f, "{origin}")?,
+            None => {
+                write!(f, "{}", self.file)?;
+                if let Some(position) = self.position {
+                    write!(f, ":{position}")?;
+                }
+            }
         }
         write!(f, ": ")?;
         if let Some(key) = &self.key {
@@ -56,7 +66,8 @@ impl fmt::Display for WorkflowError {
     }
 }
 
-/// Every problem found in one workflow file, in the order of their positions.
+/// Every problem found in one workflow file and its overrides: those without a position
+/// (I/O, overrides) first, then in the order of their positions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct WorkflowErrors(Vec<WorkflowError>);

@@ -56,15 +56,22 @@ pub(crate) const TIMEOUTS: Section = Section {
 };
 pub(crate) const TRAINING: Section = Section {
     path: "training",
+    // The hyper-parameters a workflow may set (`fl_package::HYPER_PARAMETERS`, a test keeps
+    // them equal).
     keys: &[
-        "learning_rate",
-        "batch_size",
         "optimizer",
+        "learning_rate",
+        "lr_schedule",
         "momentum",
         "weight_decay",
-        "lr_step_size",
-        "lr_gamma",
+        "batch_size",
     ],
+};
+/// The keys of a learning-rate schedule mapping, which `fl_package` checks (the JSON Schema
+/// test keeps them equal to its schema).
+pub(crate) const LR_SCHEDULE: Section = Section {
+    path: "training.lr_schedule",
+    keys: &["kind", "step_size", "gamma", "t_max", "eta_min"],
 };
 pub(crate) const TRANSPORT: Section = Section {
     path: "transport",
@@ -96,6 +103,7 @@ const SECTIONS: &[&Section] = &[
     &EARLY_STOPPING,
     &TIMEOUTS,
     &TRAINING,
+    &LR_SCHEDULE,
     &TRANSPORT,
     &NATS,
 ];
@@ -113,6 +121,8 @@ const HINTS: &[(&str, &str, &str)] = &[
         "epochs",
         "local epochs per round are the top-level `merge_epochs`",
     ),
+    ("training", "lr_step_size", fl_package::RETIRED_KEYS[0].1),
+    ("training", "lr_gamma", fl_package::RETIRED_KEYS[1].1),
     ("", "rounds", "did you mean `max_rounds`?"),
     (
         "",
@@ -278,6 +288,21 @@ mod tests {
             s(&TRAINING, "epochs").is_some_and(|h| h.contains("merge_epochs")),
             "{:?}",
             s(&TRAINING, "epochs")
+        );
+    }
+
+    #[test]
+    fn the_training_keys_are_the_spec_s_workflow_keys() {
+        let spec: Vec<&str> = fl_package::HYPER_PARAMETERS
+            .iter()
+            .filter(|k| k.scope == fl_package::Scope::Anywhere)
+            .map(|k| k.key)
+            .collect();
+        assert_eq!(TRAINING.keys, spec.as_slice());
+        let hint = suggestion(&TRAINING, "lr_step_size");
+        assert!(
+            hint.as_deref().is_some_and(|h| h.contains("lr_schedule")),
+            "{hint:?}"
         );
     }
 

@@ -1,6 +1,7 @@
-//! Reading a workflow file: YAML into a tree of located nodes, then every key checked against
-//! the version 1 format, then the checks across keys and against the file system. Every
-//! problem is collected; a workflow is returned only when there is none.
+//! Reading a workflow file: YAML into a tree of located nodes, the command line's overrides
+//! written into it, then every key checked against the version 1 format, then the checks
+//! across keys and against the file system. Every problem is collected; a workflow is
+//! returned only when there is none.
 //!
 //! The checks themselves live in `crate::check`.
 
@@ -8,6 +9,7 @@ use std::path::Path;
 
 use crate::check::Checker;
 use crate::error::{Position, WorkflowError, WorkflowErrors};
+use crate::overrides::{Overrides, apply};
 use crate::paths;
 use crate::workflow::Workflow;
 use crate::yaml;
@@ -22,10 +24,22 @@ impl Workflow {
     /// as far as the file system goes (existence and kind); packages and datasets are not
     /// opened.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, WorkflowErrors> {
+        Self::load_with(path, &Overrides::new())
+    }
+
+    /// Like [`Workflow::load`], with `overrides` (`--set KEY=VALUE`, `--output DIR`) written
+    /// into the document before it is checked: they are checked like the file's own text, and
+    /// a problem they cause names them. The applied overrides are in
+    /// [`Workflow::overrides`].
+    pub fn load_with(
+        path: impl AsRef<Path>,
+        overrides: &Overrides,
+    ) -> Result<Self, WorkflowErrors> {
         let path = path.as_ref();
         let fail = |message: String, expected: Option<&str>, position: Option<Position>| {
             WorkflowErrors::new(vec![WorkflowError {
                 file: path.display().to_string(),
+                origin: None,
                 position,
                 key: None,
                 message,
@@ -51,7 +65,7 @@ impl Workflow {
         let bytes = std::fs::read(path)
             .map_err(|e| fail(format!("cannot read the workflow file: {e}"), None, None))?;
         match String::from_utf8(bytes) {
-            Ok(text) => Self::parse(&text, path),
+            Ok(text) => Self::parse_with(&text, path, overrides),
             Err(error) => {
                 // The position of the first byte that is not UTF-8.
                 let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
@@ -70,7 +84,16 @@ impl Workflow {
     /// Checks the workflow `text`, read from `path`: problems name `path`, and relative
     /// paths in the text resolve against its directory (the file itself is not read).
     pub fn parse(text: &str, path: impl AsRef<Path>) -> Result<Self, WorkflowErrors> {
-        Self::parse_checked(text, path.as_ref(), true)
+        Self::parse_checked(text, path.as_ref(), true, &Overrides::new())
+    }
+
+    /// Like [`Workflow::parse`], with `overrides` applied as [`Workflow::load_with`] does.
+    pub fn parse_with(
+        text: &str,
+        path: impl AsRef<Path>,
+        overrides: &Overrides,
+    ) -> Result<Self, WorkflowErrors> {
+        Self::parse_checked(text, path.as_ref(), true, overrides)
     }
 
     /// Like [`Workflow::parse`] for a workflow submitted from another machine (to
@@ -78,10 +101,26 @@ impl Workflow {
     /// this machine's file system, because they name files on the submitter's machine (the
     /// model, the output, credentials) or on the agents' (datasets).
     pub fn parse_submitted(text: &str, path: impl AsRef<Path>) -> Result<Self, WorkflowErrors> {
-        Self::parse_checked(text, path.as_ref(), false)
+        Self::parse_checked(text, path.as_ref(), false, &Overrides::new())
     }
 
-    fn parse_checked(text: &str, path: &Path, local_files: bool) -> Result<Self, WorkflowErrors> {
+    /// Like [`Workflow::parse_submitted`], with the submitter's `overrides` applied as
+    /// [`Workflow::load_with`] does (an `--output` resolves against this process's current
+    /// directory).
+    pub fn parse_submitted_with(
+        text: &str,
+        path: impl AsRef<Path>,
+        overrides: &Overrides,
+    ) -> Result<Self, WorkflowErrors> {
+        Self::parse_checked(text, path.as_ref(), false, overrides)
+    }
+
+    fn parse_checked(
+        text: &str,
+        path: &Path,
+        local_files: bool,
+        overrides: &Overrides,
+    ) -> Result<Self, WorkflowErrors> {
         let mut checker = Checker {
             local_files,
             file: path.display().to_string(),
@@ -90,12 +129,28 @@ impl Workflow {
             nodes: Vec::new(),
             initiator_trains: None,
             participant_count: None,
+            origins: Vec::new(),
         };
+        let mut applied = Vec::new();
         let workflow = match yaml::parse(text.strip_prefix('\u{feff}').unwrap_or(text)) {
-            Ok(root) => checker.workflow(&root),
+            Ok(mut root) => {
+                let result = apply::apply(&mut root, overrides);
+                checker.origins = result.origins;
+                for problem in result.problems {
+                    checker.error(
+                        problem.at,
+                        &problem.key,
+                        problem.message,
+                        Some(problem.expected),
+                    );
+                }
+                applied = result.texts;
+                checker.workflow(&root)
+            }
             Err(error) => {
                 checker.errors.push(WorkflowError {
                     file: checker.file.clone(),
+                    origin: None,
                     position: Some(error.at.unwrap_or(Position { line: 1, column: 1 })),
                     key: None,
                     message: format!("is not valid YAML: {}", error.message),
@@ -105,7 +160,10 @@ impl Workflow {
             }
         };
         match workflow {
-            Some(workflow) if checker.errors.is_empty() => Ok(workflow),
+            Some(workflow) if checker.errors.is_empty() => Ok(Self {
+                overrides: applied,
+                ..workflow
+            }),
             Some(_) => Err(WorkflowErrors::new(checker.errors)),
             None if checker.errors.is_empty() => {
                 // Every path that gives up reports why; this is a safety net, not a message

@@ -145,7 +145,7 @@ pub struct Workflow {
     pub round_retries: u32,
     /// Overrides of the model package's hyper-parameters (from its `config.json`). Keys left
     /// out keep the package's values. Default: none.
-    #[schemars(default, with = "Option<Training>")]
+    #[schemars(default, with = "Option<TrainingSchema>")]
     pub training: Training,
     /// libtorch threads per training node. Part of the reproducibility contract: 1 and 2
     /// threads give different floating-point sums. Default: 1.
@@ -159,6 +159,12 @@ pub struct Workflow {
     /// How nodes talk. Default: `embedded` (every node in this process).
     #[schemars(default)]
     pub transport: Transport,
+    /// The command-line overrides applied to the file, as `KEY=VALUE` in the order applied
+    /// (`--output DIR` as `output=ABSOLUTE_DIR`), for the task's records; not a key of the
+    /// file, and not covered by [`Workflow::digest`] (their effect on the values is).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schemars(skip)]
+    pub overrides: Vec<String>,
 }
 
 /// The initiator (aggregator) node and its data.
@@ -303,55 +309,40 @@ impl Default for Timeouts {
     }
 }
 
-/// Overrides of the model package's hyper-parameters; each key left out keeps the value of
-/// the package's `config.json` (or the engine's default when the package has none). The
+/// Overrides of the model package's hyper-parameters (the `training` section): each key left
+/// out keeps the value of the package's `config.json`, or the documented default. Keys,
+/// values and defaults are `fl_package`'s one spec ([`fl_package::HYPER_PARAMETERS`]); the
 /// number of local epochs is `merge_epochs`, not a training key.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
-pub struct Training {
-    /// Learning rate, greater than 0.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("exclusiveMinimum" = 0))]
-    pub learning_rate: Option<f64>,
-    /// Samples per batch, at least 1.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
-    pub batch_size: Option<u32>,
-    /// `adam` or `sgd`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub optimizer: Option<Optimizer>,
-    /// SGD momentum, from 0 to below 1 (SGD only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.0), extend("exclusiveMaximum" = 1))]
-    pub momentum: Option<f64>,
-    /// Weight decay (L2), 0 or more.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0.0))]
-    pub weight_decay: Option<f64>,
-    /// Epochs between learning-rate decays, counted across rounds; 0 disables the decay.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lr_step_size: Option<u32>,
-    /// Factor of each learning-rate decay, greater than 0 and at most 1.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(range(max = 1.0), extend("exclusiveMinimum" = 0))]
-    pub lr_gamma: Option<f64>,
-}
+pub type Training = fl_package::HyperParameterValues;
 
-impl Training {
-    /// Whether nothing is overridden.
-    pub fn is_empty(&self) -> bool {
-        *self == Self::default()
+pub use fl_package::Optimizer;
+
+/// The JSON Schema of the `training` section, generated from the hyper-parameter spec.
+pub(crate) struct TrainingSchema;
+
+impl JsonSchema for TrainingSchema {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Training".into()
     }
-}
 
-/// The optimiser of local training.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Optimizer {
-    /// Adam.
-    Adam,
-    /// Stochastic gradient descent, with optional momentum.
-    Sgd,
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let properties: serde_json::Map<String, serde_json::Value> = fl_package::HYPER_PARAMETERS
+            .iter()
+            .filter(|spec| spec.scope == fl_package::Scope::Anywhere)
+            .map(|spec| (spec.key.to_owned(), fl_package::json_schema(spec)))
+            .collect();
+        let mut schema = serde_json::Map::new();
+        schema.insert("type".into(), "object".into());
+        schema.insert("additionalProperties".into(), false.into());
+        schema.insert(
+            "description".into(),
+            "Overrides of the model package's hyper-parameters (its config.json); keys left \
+             out keep the package's values, or the documented defaults."
+                .into(),
+        );
+        schema.insert("properties".into(), properties.into());
+        schema.into()
+    }
 }
 
 /// How the nodes of a task talk to each other.
@@ -401,10 +392,25 @@ impl Workflow {
     /// same for the same task whatever the file's comments, key order, quoting or spelling
     /// of defaults and durations (`60s` is `1m`), different when any value changes. Paths
     /// are the resolved ones, so the same file in another directory is another task.
+    ///
+    /// It covers the effective values, whether the file or an override gave them: `--set
+    /// max_rounds=3` and `max_rounds: 3` in the file give the same digest. The list of
+    /// [`Workflow::overrides`] itself is left out (so a workflow without overrides keeps the
+    /// digest it always had).
     pub fn digest(&self) -> String {
+        let values;
+        let hashed = if self.overrides.is_empty() {
+            self
+        } else {
+            values = Self {
+                overrides: Vec::new(),
+                ..self.clone()
+            };
+            &values
+        };
         // Serialising plain structs, strings and numbers into memory cannot fail; if it ever
         // did, hashing the error text still gives a stable, if useless, digest.
-        let bytes = serde_json::to_vec(self).unwrap_or_else(|e| e.to_string().into_bytes());
+        let bytes = serde_json::to_vec(hashed).unwrap_or_else(|e| e.to_string().into_bytes());
         Sha256::digest(&bytes)
             .iter()
             .map(|b| format!("{b:02x}"))

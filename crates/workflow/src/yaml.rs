@@ -44,6 +44,52 @@ impl Value {
     }
 }
 
+impl Node {
+    /// The value as JSON (for checks shared with JSON files); a non-finite number becomes
+    /// null, which no check accepts.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as Json;
+        match &self.value {
+            Value::Null => Json::Null,
+            Value::Bool(b) => Json::Bool(*b),
+            Value::Int(i) => match (i64::try_from(*i), u64::try_from(*i)) {
+                (Ok(n), _) => Json::from(n),
+                (_, Ok(n)) => Json::from(n),
+                _ => serde_json::Number::from_f64(*i as f64).map_or(Json::Null, Json::Number),
+            },
+            Value::Float(x) => serde_json::Number::from_f64(*x).map_or(Json::Null, Json::Number),
+            Value::Str(s) => Json::String(s.clone()),
+            Value::Seq(items) => Json::Array(items.iter().map(Node::to_json).collect()),
+            Value::Map(entries) => {
+                let mut map = serde_json::Map::new();
+                for (key, value) in entries {
+                    let key = match &key.value {
+                        Value::Str(s) => s.clone(),
+                        _ => key.to_json().to_string(),
+                    };
+                    map.entry(key).or_insert_with(|| value.to_json());
+                }
+                Json::Object(map)
+            }
+        }
+    }
+
+    /// The node at a path of mapping keys below this one, or this one for an empty path;
+    /// `None` when a key is not there.
+    pub fn find<'a>(&self, mut path: impl Iterator<Item = &'a str>) -> Option<&Node> {
+        let Some(key) = path.next() else {
+            return Some(self);
+        };
+        let Value::Map(entries) = &self.value else {
+            return None;
+        };
+        entries
+            .iter()
+            .find(|(k, _)| k.value == Value::Str(key.to_owned()))
+            .and_then(|(_, v)| v.find(path))
+    }
+}
+
 /// Converts the parser's location; locations it does not know become 1:1.
 fn position(location: &serde_saphyr::Location) -> Position {
     Position {

@@ -310,7 +310,7 @@ fn each_broken_workflow_reports_its_problem_at_the_exact_key_and_position() {
             "learning rate of zero",
             format!("{BASE}training:\n  learning_rate: 0\n"),
             ("training.learning_rate", 14, 18),
-            "is the number `0`",
+            "is the number 0",
             "a number greater than 0",
         ),
         case(

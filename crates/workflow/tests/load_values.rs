@@ -83,8 +83,7 @@ training:
   optimizer: sgd
   momentum: 0.9
   weight_decay: 0.0001
-  lr_step_size: 5
-  lr_gamma: 0.5
+  lr_schedule: {kind: step, step_size: 5, gamma: 0.5}
 threads: 2
 output: out/here
 transport:
@@ -118,8 +117,13 @@ transport:
     assert_eq!(t.optimizer, Some(Optimizer::Sgd));
     assert_eq!(t.momentum, Some(0.9));
     assert_eq!(t.weight_decay, Some(0.0001));
-    assert_eq!(t.lr_step_size, Some(5));
-    assert_eq!(t.lr_gamma, Some(0.5));
+    assert_eq!(
+        t.lr_schedule,
+        Some(fl_package::LrSchedule::Step {
+            step_size: 5,
+            gamma: 0.5
+        })
+    );
     assert_eq!(w.output, base.join("out/here"));
     let Transport::Nats(nats) = &w.transport else {
         panic!("NATS transport: {:?}", w.transport);

@@ -13,8 +13,8 @@ Flower train the same model on the same batches and their accuracies can be comp
   engine's, bit for bit;
 - training (`crates/torch/src/participant.rs`, `train.rs`): a fresh plain SGD optimiser per
   round (`torch.optim.SGD(lr)`, no momentum, no weight decay), the package's learning rate
-  with the engine's default step decay (`lr_step_size` 10, `lr_gamma` 0.1 on the run-wide
-  epoch, unless config.json says otherwise), batches in the epoch's order with a smaller
+  under its declared `lr_schedule` (constant unless config.json declares a step or cosine
+  schedule on the run-wide epoch; docs/TRAINING.md), batches in the epoch's order with a smaller
   last batch, mean cross-entropy, one libtorch thread;
 - exchange: the model's float tensors (parameters and BatchNorm running statistics); like
   the engine's built-in SmallCnn, the `num_batches_tracked` counters are not exchanged
@@ -310,12 +310,11 @@ def _weights(model: nn.Module) -> Weights:
 
 @dataclass
 class HyperParameters:
-    """config.json's training keys with the engine's defaults (crates/torch/src/train.rs)."""
+    """config.json's training keys with the engine's defaults (docs/TRAINING.md)."""
 
     learning_rate: float
     batch_size: int
-    lr_step_size: int
-    lr_gamma: float
+    schedule: dict
 
     @classmethod
     def load(cls, package: Path) -> "HyperParameters":
@@ -326,14 +325,26 @@ class HyperParameters:
         return cls(
             learning_rate=float(raw.get("learning_rate", 1e-3)),
             batch_size=int(raw.get("batch_size", 32)),
-            lr_step_size=int(raw.get("lr_step_size", 10)),
-            lr_gamma=float(raw.get("lr_gamma", 0.1)),
+            schedule=_schedule(raw.get("lr_schedule", "constant")),
         )
 
     def learning_rate_at(self, epoch: int) -> float:
-        if self.lr_step_size == 0:
-            return self.learning_rate
-        return self.learning_rate * self.lr_gamma ** (epoch // self.lr_step_size)
+        """PyTorch's StepLR / CosineAnnealingLR in closed form, as the engine computes them."""
+        kind = self.schedule["kind"]
+        if kind == "step":
+            gamma = float(self.schedule.get("gamma", 0.1))
+            return self.learning_rate * gamma ** (epoch // int(self.schedule["step_size"]))
+        if kind == "cosine":
+            eta_min = float(self.schedule.get("eta_min", 0.0))
+            phase = math.pi * epoch / int(self.schedule["t_max"])
+            return eta_min + (self.learning_rate - eta_min) * (1 + math.cos(phase)) / 2
+        return self.learning_rate
+
+
+def _schedule(raw) -> dict:
+    if isinstance(raw, str):
+        return {"kind": raw.lower()}
+    return {**raw, "kind": str(raw["kind"]).lower()}
 
 
 # --- A participant and the evaluator ---------------------------------------------------------

@@ -14,8 +14,8 @@ use fl_model::{
     DatasetDirs, EpochSummary, FineTuneJob, FineTuneOutcome, ModelContext, ModelInit, Progress,
     ProgressSink, TaskLogger, build_model,
 };
-use fl_package::{ResultSpec, write_model_zip};
-use fl_torch::{Metrics, TrainerOptions};
+use fl_package::{HyperParameterValues, ResultSpec, Setting, setting_line, write_model_zip};
+use fl_torch::{Metrics, Origin, TrainerOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -44,9 +44,9 @@ pub struct FinetuneArgs {
     /// model's own rule may stop sooner).
     #[arg(long, default_value_t = 10)]
     patience: u32,
-    /// Overrides the package's `epochs`.
-    #[arg(long)]
-    epochs: Option<usize>,
+    /// Overrides the package's `epochs` (default: the package's, else 10).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    epochs: Option<u32>,
     /// Memory for decoded images kept between epochs, in MiB (0 decodes every epoch).
     #[arg(long, default_value_t = fl_torch::DEFAULT_CACHE_BYTES >> 20)]
     cache_mib: usize,
@@ -115,6 +115,8 @@ struct Report<'a> {
     test: Option<Metrics>,
     labels: &'a [String],
     seed: u64,
+    /// Every hyper-parameter the run trained with and where it came from.
+    settings: &'a [Setting],
 }
 
 /// Runs `engine finetune`.
@@ -142,7 +144,7 @@ pub fn run(args: FinetuneArgs) -> Result<ExitCode> {
             threads: args.threads,
             workers: args.workers,
             cache_bytes: args.cache_mib << 20,
-            ..TrainerOptions::default()
+            overrides: command_line_overrides(&args),
         },
         context: ModelContext {
             node: "local".into(),
@@ -161,10 +163,10 @@ pub fn run(args: FinetuneArgs) -> Result<ExitCode> {
             progress: Progress::new(Bars::default()),
         },
     };
-    let epochs = match args.epochs {
-        Some(epochs) => epochs.max(1),
-        None => init.hyper_parameters()?.epochs,
-    };
+    let resolved = init.settings()?;
+    let settings = resolved.settings(true);
+    print_settings(&settings);
+    let epochs = resolved.values.epochs;
     tch::set_num_threads(args.threads.max(1) as i32);
     let mut model = build_model(init)?;
     let labels = model.context().labels.clone();
@@ -193,8 +195,11 @@ pub fn run(args: FinetuneArgs) -> Result<ExitCode> {
             weights: &outcome.weights,
             weights_name: "model.safetensors",
             labels: &labels,
-            config_updates: serde_json::Map::new(),
-            card_appendix: Some(card_appendix(&dataset, &outcome, args.seed)),
+            config_updates: settings
+                .iter()
+                .map(|s| (s.key.clone(), s.value.clone()))
+                .collect(),
+            card_appendix: Some(card_appendix(&dataset, &outcome, args.seed, &settings)),
             federated: None,
             extra_files: &extra_files,
         },
@@ -208,6 +213,7 @@ pub fn run(args: FinetuneArgs) -> Result<ExitCode> {
         test: outcome.test,
         labels: &labels,
         seed: args.seed,
+        settings: &settings,
     };
     let metrics = args.out.join("metrics.json");
     std::fs::write(&metrics, serde_json::to_string_pretty(&report)? + "\n")
@@ -215,6 +221,31 @@ pub fn run(args: FinetuneArgs) -> Result<ExitCode> {
     print_table(&outcome);
     println!("wrote {}", model_zip.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The command line's layer of hyper-parameters (`--epochs`).
+fn command_line_overrides(args: &FinetuneArgs) -> Vec<(Origin, HyperParameterValues)> {
+    match args.epochs {
+        Some(epochs) => vec![(
+            Origin::CommandLine,
+            HyperParameterValues {
+                epochs: Some(epochs),
+                ..HyperParameterValues::default()
+            },
+        )],
+        None => Vec::new(),
+    }
+}
+
+/// Prints the effective settings once, before training (on stderr, with the progress).
+fn print_settings(settings: &[Setting]) {
+    eprintln!("effective settings (value, then where it comes from):");
+    for s in settings {
+        eprintln!(
+            "{}",
+            setting_line(&s.key, &s.shown(), &s.source.to_string())
+        );
+    }
 }
 
 fn percent(m: Option<Metrics>) -> String {
@@ -254,7 +285,12 @@ fn print_table(outcome: &FineTuneOutcome) {
 }
 
 /// The Model Card's "Fine-tuning" section.
-fn card_appendix(dataset: &Dataset, outcome: &FineTuneOutcome, seed: u64) -> String {
+fn card_appendix(
+    dataset: &Dataset,
+    outcome: &FineTuneOutcome,
+    seed: u64,
+    settings: &[Setting],
+) -> String {
     let best = outcome
         .epochs
         .iter()
@@ -276,5 +312,9 @@ fn card_appendix(dataset: &Dataset, outcome: &FineTuneOutcome, seed: u64) -> Str
         percent(best.and_then(|b| b.validation))
     ));
     text.push_str(&format!("| test accuracy | {} |\n", percent(outcome.test)));
+    text.push_str("\n### Training settings\n\n| setting | value | from |\n|---|---|---|\n");
+    for s in settings {
+        text.push_str(&format!("| `{}` | {} | {} |\n", s.key, s.shown(), s.source));
+    }
     text
 }

@@ -1,5 +1,6 @@
-//! `engine model validate|show DIR`: check a model package and summarise it;
-//! `engine model list`: the models this binary can build.
+//! `engine model validate|show DIR`: check a model package (every file, then its model built
+//! and its weights matched as a run would) and summarise it; `engine model list`: the models
+//! this binary can build; `engine model new DIR`: scaffold a package (`model_new`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,10 +13,15 @@ use serde::Serialize;
 /// `engine model ...`
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
-    /// Check every file of a model package and print every problem found.
+    /// Check every file of a model package and print every problem found, then build its
+    /// model and match the weights file against it, as a run would.
     ///
     /// Exits with status 1 when there is an error; warnings alone exit 0.
     Validate(PackageArgs),
+    /// Create a valid package for a built-in architecture: Model Card, config.json with
+    /// every hyper-parameter written out, preprocessor_config.json and weights (initialised,
+    /// or torchvision's with a new head for the labels).
+    New(super::model_new::NewArgs),
     /// Print a package's Model Card summary, labels and weights file.
     Show(PackageArgs),
     /// List the models this engine binary can build: `entry_module`, `entry_class` and what
@@ -65,8 +71,22 @@ pub fn run(command: ModelCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        ModelCommand::New(args) => super::model_new::run(args),
         ModelCommand::Validate(args) => {
-            let inspection = inspect_package(&args.dir, &catalog);
+            let mut inspection = inspect_package(&args.dir, &catalog);
+            // What a run checks beyond the files: the model is built, the weights matched.
+            if let Some(package) = &inspection.package
+                && let Err(error) = super::build_check(package, &[])
+            {
+                inspection.problems.push(
+                    fl_package::Problem::error(
+                        fl_package::CONFIG_FILE,
+                        format!("the model cannot be built from this package: {error}"),
+                    )
+                    .expected("a package whose model the engine builds and whose weights match it"),
+                );
+                inspection.package = None;
+            }
             if args.json {
                 print_json(&ValidateOutput {
                     package: &args.dir,
@@ -78,7 +98,10 @@ pub fn run(command: ModelCommand) -> Result<ExitCode> {
             } else {
                 print_problems(&args.dir, &inspection);
                 if inspection.package.is_some() {
-                    println!("{}: valid model package", args.dir.display());
+                    println!(
+                        "{}: valid model package (its model builds)",
+                        args.dir.display()
+                    );
                 }
             }
             Ok(exit_code(&inspection))

@@ -21,6 +21,8 @@ use super::progress::{Progress, percent, print_rounds};
 pub struct SubmitArgs {
     /// The workflow file (YAML).
     workflow: PathBuf,
+    #[command(flatten)]
+    overrides: super::validate::OverrideArgs,
     /// Submit to the coordinator service on this NATS server (overrides the workflow's
     /// `transport`); the task's nodes run on agents.
     #[arg(long, value_name = "URL")]
@@ -39,7 +41,7 @@ pub struct SubmitArgs {
 
 /// Runs `engine submit`; exits 0 when the task finished, 1 with the reason otherwise.
 pub fn run(args: SubmitArgs) -> Result<ExitCode> {
-    let workflow = match Workflow::load(&args.workflow) {
+    let workflow = match Workflow::load_with(&args.workflow, &args.overrides.overrides()) {
         Ok(workflow) => workflow,
         Err(errors) => {
             super::validate::print_errors(&args.workflow, &errors);
@@ -55,6 +57,13 @@ pub fn run(args: SubmitArgs) -> Result<ExitCode> {
         Some(_) if args.recover => {
             bail!(
                 "--recover resumes embedded runs; a distributed task is resumed by restarting its coordinator (not available yet)"
+            )
+        }
+        Some(_) if !args.overrides.sets.is_empty() => {
+            bail!(
+                "--set applies to embedded runs; the coordinator service runs the workflow file \
+                 as submitted, so write the values into {} for a distributed run",
+                args.workflow.display()
             )
         }
         Some((url, workflow_creds)) => {

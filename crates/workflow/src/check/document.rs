@@ -263,6 +263,7 @@ impl Checker {
             threads: threads?,
             output,
             transport: transport?,
+            overrides: Vec::new(),
         })
     }
 }

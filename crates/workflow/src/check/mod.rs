@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use crate::error::{Position, WorkflowError};
 use crate::keys::{self, Section};
+use crate::overrides::apply::origin_index;
 use crate::workflow::Dataset;
 use crate::yaml::{Node, Value};
 
@@ -93,6 +94,9 @@ pub(crate) struct Checker {
     /// Whether paths are checked against this machine's file system (not for a workflow
     /// submitted from another machine: its paths are the submitter's and the agents').
     pub local_files: bool,
+    /// How the overrides are named in problems, by the number in their origin positions
+    /// (`crate::overrides::apply`).
+    pub origins: Vec<String>,
 }
 
 impl Checker {
@@ -103,9 +107,15 @@ impl Checker {
         message: impl Into<String>,
         expected: Option<String>,
     ) {
+        // A node an override wrote is reported as the override's, without a file position.
+        let (origin, position) = match origin_index(at) {
+            Some(i) => (self.origins.get(i).cloned(), None),
+            None => (None, Some(at)),
+        };
         self.errors.push(WorkflowError {
             file: self.file.clone(),
-            position: Some(at),
+            origin,
+            position,
             key: (!key.is_empty()).then(|| key.to_owned()),
             message: message.into(),
             expected,

@@ -4,10 +4,11 @@ use super::Checker;
 use crate::error::Position;
 use crate::keys;
 use crate::workflow::{
-    Aggregation, EarlyStopping, MAX_ROUNDS_LIMIT, Optimizer, StoppingMetric, Timeouts, Training,
-    Weighting, defaults,
+    Aggregation, EarlyStopping, MAX_ROUNDS_LIMIT, StoppingMetric, Timeouts, Training, Weighting,
+    defaults,
 };
-use crate::yaml::Node;
+use crate::yaml::{Node, Value};
+use fl_package::Scope;
 
 impl Checker {
     pub(super) fn aggregation(
@@ -95,6 +96,8 @@ impl Checker {
         })
     }
 
+    /// `training`: checked against the hyper-parameter spec, as `config.json` is, every
+    /// problem reported at its key in the workflow.
     pub(super) fn training(&mut self, node: &Node, key: &str, at: Position) -> Option<Training> {
         let m = self.mapping(
             node,
@@ -103,50 +106,24 @@ impl Checker {
             &keys::TRAINING,
             "a mapping of hyper-parameters, such as `{learning_rate: 0.01}`",
         )?;
-        let learning_rate = self.or_none(&m, "learning_rate", |c, n, k| {
-            c.number(n, k, |x| x > 0.0, "a number greater than 0")
-        });
-        let batch_size = self.or_none(&m, "batch_size", |c, n, k| c.whole_u32(n, k, 1, u32::MAX));
-        let optimizer = self.or_none(&m, "optimizer", |c, n, k| {
-            c.choice(n, k, &[("adam", Optimizer::Adam), ("sgd", Optimizer::Sgd)])
-        });
-        let momentum = self.or_none(&m, "momentum", |c, n, k| {
-            c.number(
-                n,
-                k,
-                |x| (0.0..1.0).contains(&x),
-                "a number from 0 to below 1",
-            )
-        });
-        let weight_decay = self.or_none(&m, "weight_decay", |c, n, k| {
-            c.number(n, k, |x| x >= 0.0, "a number from 0")
-        });
-        let lr_step_size =
-            self.or_none(&m, "lr_step_size", |c, n, k| c.whole_u32(n, k, 0, u32::MAX));
-        let lr_gamma = self.or_none(&m, "lr_gamma", |c, n, k| {
-            c.number(
-                n,
-                k,
-                |x| x > 0.0 && x <= 1.0,
-                "a number greater than 0 and at most 1",
-            )
-        });
-        if let (Some(Some(Optimizer::Adam)), Some(Some(_))) = (optimizer, momentum) {
-            self.error(
-                Self::at(&m, "momentum"),
-                &m.key("momentum"),
-                "momentum applies to SGD only, and `optimizer` is `adam`",
-                Some("no `momentum` with Adam, or `optimizer: sgd`".to_owned()),
-            );
+        let json: serde_json::Map<String, serde_json::Value> = m
+            .entries
+            .iter()
+            .filter(|(_, n)| n.value != Value::Null)
+            .map(|(k, n)| ((*k).to_owned(), n.to_json()))
+            .collect();
+        match Training::from_json(&json, Scope::Anywhere) {
+            Ok(training) => Some(training),
+            Err(problems) => {
+                for p in problems {
+                    let at = m
+                        .get(p.key.split('.').next().unwrap_or_default())
+                        .and_then(|n| n.find(p.key.split('.').skip(1)))
+                        .map_or(m.at, |n| n.at);
+                    self.error(at, &m.key(&p.key), p.message, Some(p.expected));
+                }
+                None
+            }
         }
-        Some(Training {
-            learning_rate: learning_rate?,
-            batch_size: batch_size?,
-            optimizer: optimizer?,
-            momentum: momentum?,
-            weight_decay: weight_decay?,
-            lr_step_size: lr_step_size?,
-            lr_gamma: lr_gamma?,
-        })
     }
 }

@@ -1,4 +1,4 @@
-//! Single values: whole numbers and numbers in range, booleans, choices, names, paths,
+//! Single values: whole numbers in range, booleans, choices, names, paths,
 //! timeouts and datasets. Each reports what is wrong and returns `None`.
 
 use std::path::PathBuf;
@@ -31,27 +31,6 @@ impl Checker {
     pub(super) fn whole_u32(&mut self, node: &Node, key: &str, min: u32, max: u32) -> Option<u32> {
         self.whole(node, key, min.into(), max.into())
             .and_then(|n| u32::try_from(n).ok())
-    }
-
-    /// Reads a number (integers too) accepted by `ok`.
-    pub(super) fn number(
-        &mut self,
-        node: &Node,
-        key: &str,
-        ok: fn(f64) -> bool,
-        expected: &str,
-    ) -> Option<f64> {
-        let x = match node.value {
-            Value::Int(n) => n as f64,
-            Value::Float(x) => x,
-            _ => f64::NAN,
-        };
-        if x.is_finite() && ok(x) {
-            Some(x)
-        } else {
-            self.wrong(node, key, expected);
-            None
-        }
     }
 
     pub(super) fn boolean(&mut self, node: &Node, key: &str) -> Option<bool> {
