@@ -45,22 +45,10 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file
 
-
-class SmallCnn(nn.Module):
-    """fedengine.vision.SmallCnn, with the engine's parameter names."""
-
-    def __init__(self, in_channels: int, num_classes: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 32, 3, padding=1)
-        self.bn1 = nn.BatchNorm2d(32)
-        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
-        self.bn2 = nn.BatchNorm2d(64)
-        self.fc = nn.Linear(64 * 2 * 2, num_classes)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
-        x = F.adaptive_avg_pool2d(F.relu(self.bn2(self.conv2(x))), 2)
-        return self.fc(torch.flatten(x, 1))
+# fedengine.vision.SmallCnn in PyTorch, with the engine's parameter names: the definition the
+# example package was made with.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "models"))
+from make_digits_cnn import SmallCnn  # noqa: E402
 
 
 def make_images(out: Path, classes: int, per_class: int, size: int, seed: int) -> None:

@@ -163,13 +163,16 @@ fn bad_data_inputs_name_the_file_or_flag_and_write_nothing() {
 
     std::fs::create_dir(cwd.join("empty")).expect("mkdir");
     let log = refused(cwd, &["data", "import", "empty", "out"], "out");
-    assert!(log.contains("empty"), "{log}");
+    assert!(
+        log.contains("source folder empty is empty") && log.contains("SRC/<label>/<image>"),
+        "{log}"
+    );
 
     std::fs::create_dir_all(cwd.join("no-images/cat")).expect("mkdir");
     std::fs::write(cwd.join("no-images/cat/readme.txt"), "not an image").expect("write");
     let log = refused(cwd, &["data", "import", "no-images", "out"], "out");
     assert!(
-        log.contains("readme.txt") || log.contains("no usable image"),
+        log.contains("no-images holds no usable PNG or JPEG image") && log.contains("readme.txt"),
         "{log}"
     );
 
@@ -190,20 +193,23 @@ fn bad_data_inputs_name_the_file_or_flag_and_write_nothing() {
     .expect("csv");
     let log = refused(cwd, &["data", "import", "no-label.csv", "out"], "out");
     assert!(
-        log.contains("no-label.csv") && log.contains("label"),
+        log.contains("no-label.csv: header `path,kind` has no `label` column"),
         "{log}"
     );
 
     std::fs::write(cwd.join("unknown.csv"), "path,label\nmissing/a.png,x\n").expect("csv");
     let log = refused(cwd, &["data", "import", "unknown.csv", "out"], "out");
-    assert!(log.contains("missing/a.png"), "{log}");
+    assert!(log.contains("line 2: missing/a.png: no such file"), "{log}");
 
     let log = refused(
         cwd,
         &["data", "import", "good", "out", "--split", "0.8,0.1,0.2"],
         "out",
     );
-    assert!(log.contains("--split"), "{log}");
+    assert!(
+        log.contains("--split `0.8,0.1,0.2` sums to 1.1") && log.contains("sum to 1"),
+        "{log}"
+    );
 
     let out = Command::new(binary())
         .args(["data", "import", "good", "data", "--split", "0.5,0.25,0.25"])
@@ -224,5 +230,8 @@ fn bad_data_inputs_name_the_file_or_flag_and_write_nothing() {
         ],
         "sites",
     );
-    assert!(log.contains("--sites"), "{log}");
+    assert!(
+        log.contains("--sites 50 is too many") && log.contains("expected --sites from 1 to"),
+        "{log}"
+    );
 }

@@ -82,16 +82,23 @@ fn model_for(
             ..ModelContext::default()
         },
     };
-    let mut model = with_torch(spec.options.threads, || build_model(init)).map_err(|e| {
-        let message = format!("the model could not be built: {e}");
+    build_and_verify(init, dataset, spec.options.threads).inspect_err(|message| {
         log.error(message.clone());
-        message
-    })?;
-    let summary = model.init_dataset(dataset).map_err(|reason| {
-        let message = format!("the dataset was refused: {reason}");
-        log.error(message.clone());
-        message
-    })?;
+    })
+}
+
+/// Builds a model instance (under the libtorch lock) and has it verify and load `dataset`;
+/// the error says which of the two failed, as the task log and `engine validate` show it.
+pub(crate) fn build_and_verify(
+    init: ModelInit,
+    dataset: &DataSources,
+    threads: usize,
+) -> Result<(Box<dyn AutoFedAvgModel>, DataSummary), String> {
+    let mut model = with_torch(threads, || build_model(init))
+        .map_err(|e| format!("the model could not be built: {e}"))?;
+    let summary = model
+        .init_dataset(dataset)
+        .map_err(|reason| format!("the dataset was refused: {reason}"))?;
     Ok((model, summary))
 }
 

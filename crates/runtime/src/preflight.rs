@@ -6,15 +6,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use fl_model::{DatasetDirs, ModelContext, ModelInit, TaskLogger, build_model};
-use fl_package::OpenedPackage;
+use fl_model::{DatasetDirs, ModelContext, ModelInit, TaskLogger};
 use fl_torch::TrainerOptions;
 use fl_workflow::Workflow;
 
 use crate::error::RuntimeError;
+use crate::node::build_and_verify;
 use crate::settings::EffectiveSettings;
-use crate::task::{embedded_labels, node_sources};
-use crate::workers::with_torch;
+use crate::task::{embedded_labels, node_sources, open_package};
 
 /// What the checks found.
 #[derive(Debug, Clone)]
@@ -52,12 +51,7 @@ pub struct NodeCheck {
 /// Runs the checks of an embedded run's start. An `Err` is what stops every node (the
 /// package, the labels, the settings); a node's own failure is in its [`NodeCheck`].
 pub fn preflight(workflow: &Workflow) -> Result<Preflight, RuntimeError> {
-    let opened = OpenedPackage::open(&workflow.model, &fl_model::catalog()).map_err(|e| {
-        RuntimeError::Package {
-            path: workflow.model.clone(),
-            message: e.to_string(),
-        }
-    })?;
+    let opened = open_package(workflow)?;
     let package = &opened.package;
     let labels = embedded_labels(workflow)?;
     let settings = EffectiveSettings::of(package, workflow)?;
@@ -138,13 +132,7 @@ fn check_part(
             lines.push(line.to_owned());
         }
     });
-    let summary = with_torch(threads, || {
-        let mut model =
-            build_model(init).map_err(|e| format!("the model could not be built: {e}"))?;
-        model
-            .init_dataset(part)
-            .map_err(|reason| format!("the dataset was refused: {reason}"))
-    })?;
+    let (_, summary) = build_and_verify(init, part, threads)?;
     let warnings = warnings.lock().map(|w| w.clone()).unwrap_or_default();
     Ok((summary, warnings))
 }

@@ -211,12 +211,7 @@ pub(crate) async fn run_task(
     }
 
     // The package (a directory or a model.zip).
-    let opened = OpenedPackage::open(&workflow.model, &fl_model::catalog()).map_err(|e| {
-        RuntimeError::Package {
-            path: workflow.model.clone(),
-            message: e.to_string(),
-        }
-    })?;
+    let opened = open_package(&workflow)?;
     let package = &opened.package;
     // The coordinator's endpoint (over NATS it creates the task's stream, before any agent
     // is told about the task).
@@ -463,6 +458,14 @@ async fn flush(transport: Option<&NatsTransport>) {
 }
 
 /// The task's labels in an embedded run: those of the initiator's test directory.
+/// Opens the workflow's model package (a directory or a `model.zip`).
+pub(crate) fn open_package(workflow: &Workflow) -> Result<OpenedPackage, RuntimeError> {
+    OpenedPackage::open(&workflow.model, &fl_model::catalog()).map_err(|e| RuntimeError::Package {
+        path: workflow.model.clone(),
+        message: e.to_string(),
+    })
+}
+
 pub(crate) fn embedded_labels(workflow: &Workflow) -> Result<Vec<String>, RuntimeError> {
     let test_dir = workflow
         .initiator

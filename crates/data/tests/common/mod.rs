@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+pub mod files;
+
 /// A dataset directory under a temporary parent (so files "outside" it can be made).
 pub struct TempDataset {
     /// Keeps the temporary directory alive.
