@@ -71,6 +71,7 @@ mod partition;
 mod partition_report;
 mod preprocess;
 mod report;
+mod resample;
 mod rng;
 mod source;
 mod stratify;

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use fl_package::{PreprocessorConfig, Resample, Resize};
 use image::DynamicImage;
-use image::imageops::FilterType;
 
 use crate::augment::{AugmentKey, Draw, flip_horizontal, warp_affine};
 use crate::error::DataError;
+use crate::resample::{Pixels, resize};
 
 /// A preprocessed image: CHW `f32` values.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +34,10 @@ impl Image {
 }
 
 /// Loads images as one model expects them. Cheap to share between threads (`Arc`).
+///
+/// The result is what torchvision's `Resize`, `CenterCrop`, `ToTensor` and `Normalize`
+/// give on `PIL.Image.open(path).convert("RGB")` (or `"L"`): resizing reproduces Pillow's
+/// resampling pixel for pixel, and crops are placed as torchvision places them.
 #[derive(Debug, Clone)]
 pub struct Preprocessor {
     config: PreprocessorConfig,
@@ -162,20 +166,24 @@ impl Preprocessor {
     }
 
     /// The deterministic part of preprocessing: channels, resize, crop, to CHW (0..255).
+    /// Resizing and cropping give what torchvision's `Resize` and `CenterCrop` give on the
+    /// PIL image.
     fn base(&self, decoded: DynamicImage) -> Image {
         let converted = convert_channels(decoded, self.channels);
+        let pixels = Pixels {
+            width: converted.width() as usize,
+            height: converted.height() as usize,
+            channels: self.channels,
+            data: converted.into_bytes(),
+        };
         let resized = match self.config.resize {
-            None => converted,
-            Some(resize) => {
-                let (w, h) = resized_size(resize, converted.width(), converted.height());
-                if (w, h) == (converted.width(), converted.height()) {
-                    converted
-                } else {
-                    converted.resize_exact(w, h, filter(self.config.resample))
-                }
+            None => pixels,
+            Some(size) => {
+                let (w, h) = resized_size(size, pixels.width, pixels.height);
+                resize(&pixels, w, h, self.config.resample)
             }
         };
-        let mut image = to_chw(&resized, self.channels);
+        let mut image = to_chw(&resized);
         if let Some((h, w)) = self.config.center_crop {
             image = center_crop(&image, h as usize, w as usize);
         }
@@ -256,16 +264,15 @@ fn convert_channels(image: DynamicImage, channels: usize) -> DynamicImage {
     DynamicImage::ImageLuma8(luma)
 }
 
-/// The output `(width, height)` of a resize step.
-fn resized_size(resize: Resize, width: u32, height: u32) -> (u32, u32) {
+/// The output `(width, height)` of a resize step, as torchvision's `Resize` computes it
+/// (`_compute_resized_output_size`): the shorter side becomes `n` and the longer one
+/// `int(n * long / short)`, truncated; a square image becomes `n` x `n`.
+fn resized_size(resize: Resize, width: usize, height: usize) -> (usize, usize) {
     match resize {
-        Resize::Exact { height, width } => (width, height),
-        // The shorter side becomes `n`; the longer is scaled and truncated, as torchvision
-        // and Hugging Face do.
+        Resize::Exact { height, width } => (width as usize, height as usize),
         Resize::ShortestEdge(n) => {
-            let scaled = |long: u32, short: u32| {
-                ((u64::from(n) * u64::from(long)) / u64::from(short.max(1))).max(1) as u32
-            };
+            let n = n as usize;
+            let scaled = |long: usize, short: usize| (n * long / short.max(1)).max(1);
             if width <= height {
                 (n, scaled(height, width))
             } else {
@@ -275,26 +282,18 @@ fn resized_size(resize: Resize, width: u32, height: u32) -> (u32, u32) {
     }
 }
 
-/// The `image` filter closest to a PIL resampling filter.
-fn filter(resample: Resample) -> FilterType {
-    match resample {
-        Resample::Nearest => FilterType::Nearest,
-        Resample::Lanczos => FilterType::Lanczos3,
-        Resample::Bicubic => FilterType::CatmullRom,
-        // `image` has no box or Hamming filter; its triangle filter widens with the scale
-        // when downsampling, which is the closest.
-        Resample::Bilinear | Resample::Box | Resample::Hamming => FilterType::Triangle,
-    }
-}
-
 /// Interleaved 8-bit pixels to CHW `f32` in 0..=255.
-fn to_chw(image: &DynamicImage, channels: usize) -> Image {
-    let (width, height) = (image.width() as usize, image.height() as usize);
-    let bytes = image.as_bytes();
-    debug_assert_eq!(bytes.len(), width * height * channels);
+fn to_chw(pixels: &Pixels) -> Image {
+    let Pixels {
+        width,
+        height,
+        channels,
+        ..
+    } = *pixels;
+    debug_assert_eq!(pixels.data.len(), width * height * channels);
     let plane = width * height;
     let mut data = vec![0.0f32; plane * channels];
-    for (p, pixel) in bytes.chunks_exact(channels).enumerate() {
+    for (p, pixel) in pixels.data.chunks_exact(channels).enumerate() {
         for (c, &v) in pixel.iter().enumerate() {
             data[c * plane + p] = f32::from(v);
         }
@@ -307,6 +306,25 @@ fn to_chw(image: &DynamicImage, channels: usize) -> Image {
     }
 }
 
+/// Where a centre crop of `want` pixels starts in a side of `have`, as torchvision's
+/// `center_crop` places it: `int(round((have - want) / 2.0))`, with Python's rounding of
+/// halves to even, when the image is larger; when it is smaller, the image is padded with
+/// `(want - have) // 2` zeros before (the larger half after), a negative offset.
+fn crop_offset(have: usize, want: usize) -> i64 {
+    if have < want {
+        return -(((want - have) / 2) as i64);
+    }
+    let margin = have - want;
+    let half = margin / 2;
+    // An odd margin is half + 0.5 pixels: to even.
+    let rounded = if margin % 2 == 1 && half % 2 == 1 {
+        half + 1
+    } else {
+        half
+    };
+    rounded as i64
+}
+
 /// Crops the centre `height` x `width`, padding with zeros where the image is smaller
 /// (as torchvision's `CenterCrop`).
 fn center_crop(image: &Image, height: usize, width: usize) -> Image {
@@ -314,8 +332,8 @@ fn center_crop(image: &Image, height: usize, width: usize) -> Image {
         return image.clone();
     }
     // Offsets of the crop in the image; negative means padding.
-    let offset = |have: usize, want: usize| ((have as f64 - want as f64) / 2.0).round() as i64;
-    let (top, left) = (offset(image.height, height), offset(image.width, width));
+    let top = crop_offset(image.height, height);
+    let left = crop_offset(image.width, width);
     let mut data = vec![0.0f32; image.channels * height * width];
     for c in 0..image.channels {
         for i in 0..height {
@@ -360,6 +378,21 @@ mod tests {
             ),
             (7, 5)
         );
+    }
+
+    #[test]
+    fn crop_offsets_round_halves_to_even_and_pad_the_smaller_half_first() {
+        // torchvision: int(round((have - want) / 2.0)); Python's round(0.5) is 0, round(1.5)
+        // and round(2.5) are 2.
+        let offsets: Vec<i64> = [(5, 4), (7, 4), (9, 4), (11, 4), (8, 4), (61, 40)]
+            .iter()
+            .map(|&(have, want)| crop_offset(have, want))
+            .collect();
+        assert_eq!(offsets, [0, 2, 2, 4, 2, 10]);
+        // Padding: (want - have) // 2 zeros before.
+        assert_eq!(crop_offset(4, 7), -1);
+        assert_eq!(crop_offset(20, 27), -3);
+        assert_eq!(crop_offset(26, 35), -4);
     }
 
     #[test]

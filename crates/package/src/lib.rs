@@ -52,7 +52,7 @@ pub use package::{
 pub use param_file::{ParamFileError, ParamFileInfo, ParamFormat, inspect_param_file};
 pub use paths::{PathError, resolve_inside};
 pub use preprocessor::{
-    Affine, Normalize, PREPROCESSOR_FILE, PreprocessorConfig, Resample, Resize,
+    Affine, Normalize, PREPROCESSOR_FILE, PreprocessorConfig, Resample, Resize, parse_preprocessor,
 };
 pub use problem::{Position, Problem, Problems, Severity};
 pub use result::{
