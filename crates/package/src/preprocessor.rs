@@ -1,6 +1,21 @@
 //! `preprocessor_config.json`: how images are turned into model input. AlphaMed's keys
 //! (`size`, `do_affine`, `degrees`, `translate`, `do_horizontal_flip`, `image_mean`,
 //! `image_std`) and the common Hugging Face image-processor keys are understood.
+//!
+//! Each step means what torchvision's transform means on a PIL image:
+//!
+//! | key | torchvision |
+//! |---|---|
+//! | `"size": N` (AlphaMed: exactly N x N, aspect ratio not kept) | `Resize((N, N))` |
+//! | `"size": {"height": H, "width": W}` | `Resize((H, W))` |
+//! | `"size": {"shortest_edge": N}` (aspect ratio kept) | `Resize(N)` |
+//! | `"crop_size": N` or `{"height": H, "width": W}` | `CenterCrop(N)` / `CenterCrop((H, W))` |
+//! | `"resample"` (PIL's numbers, 2 = bilinear by default) | `interpolation=` |
+//! | `"rescale_factor"` (default 1/255) | `ToTensor()` |
+//! | `"image_mean"`, `"image_std"` | `Normalize(mean, std)` |
+//!
+//! So torchvision's `Resize(256)` + `CenterCrop(224)` is
+//! `{"size": {"shortest_edge": 256}, "crop_size": 224}`; `"size": 256` would squash.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -15,14 +30,18 @@ pub const PREPROCESSOR_FILE: &str = "preprocessor_config.json";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Resize {
-    /// To exactly this many pixels (`size: 224` means 224 x 224).
+    /// To exactly `height` x `width`, whatever the aspect ratio: torchvision's
+    /// `Resize((height, width))`. `"size": {"height": H, "width": W}`, and AlphaMed's
+    /// `"size": N`, which means N x N (`Resize((N, N))`, not `Resize(N)`).
     Exact {
         /// Output height.
         height: u32,
         /// Output width.
         width: u32,
     },
-    /// So that the shorter side has this length, keeping the aspect ratio.
+    /// So that the shorter side has this length and the longer `int(n * long / short)`,
+    /// keeping the aspect ratio: torchvision's `Resize(n)`. `"size": {"shortest_edge": n}`
+    /// (a `longest_edge` beside it is accepted but not applied).
     ShortestEdge(u32),
 }
 
@@ -67,7 +86,8 @@ pub enum Resample {
 pub struct PreprocessorConfig {
     /// Resize step, when enabled.
     pub resize: Option<Resize>,
-    /// Centre crop to `(height, width)`, when enabled.
+    /// Centre crop to `(height, width)` after the resize, when enabled: torchvision's
+    /// `CenterCrop`, zero-padded where the image is smaller.
     pub center_crop: Option<(u32, u32)>,
     /// Random affine augmentation (training only), when enabled.
     pub affine: Option<Affine>,
