@@ -1,9 +1,8 @@
 //! Opening a dataset directory: find its annotation file, parse it, and check every sample
-//! (label, path safety, file present, image header readable), reporting the unusable ones.
+//! (label, path safety, file present, image decodes whole), reporting the unusable ones.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::thread;
 
 use fl_package::{PathError, resolve_inside};
 
@@ -12,6 +11,7 @@ use crate::annotation::{Annotations, Entry, MAX_ANNOTATION_BYTES, read_annotatio
 use crate::cvat::{CVAT_XML, parse_cvat_xml};
 use crate::error::DataError;
 use crate::report::{DatasetReport, SkipReason, Split};
+use crate::verify::{ImageProblem, check_all, decode_whole};
 
 const ACCEPTED_FILES: &str =
     "annotation.json (AlphaMed), annotations.xml or annotation.xml (CVAT for images 1.1)";
@@ -55,8 +55,10 @@ impl Dataset {
     /// export `annotations.xml` (or `annotation.xml`).
     ///
     /// Unusable samples are left out and counted in [`Dataset::report`]; with
-    /// [`OpenOptions::strict`] they make this an error instead. Image files are checked by
-    /// reading their headers only.
+    /// [`OpenOptions::strict`] they make this an error instead, which lists every image
+    /// that does not decode. Every image file is decoded whole, on a few threads, so that a
+    /// truncated or corrupt file is reported here, with the decoder's reason, rather than
+    /// stopping a fine-tuning run when it is first loaded.
     pub fn open(dir: &Path, options: &OpenOptions) -> Result<Dataset, DataError> {
         let root = fs::canonicalize(dir).map_err(|source| DataError::Directory {
             dir: dir.to_owned(),
@@ -81,7 +83,7 @@ impl Dataset {
             return Err(DataError::Rejected {
                 file,
                 skipped,
-                summary: dataset.report.to_string(),
+                summary: dataset.report.listing(),
             });
         }
         Ok(dataset)
@@ -128,7 +130,7 @@ pub fn find_annotation_file(root: &Path) -> Result<PathBuf, DataError> {
         })
 }
 
-/// A sample whose label and path are fine, waiting for its header check.
+/// A sample whose label and path are fine, waiting for its image check.
 struct Candidate {
     split: Split,
     label: usize,
@@ -167,7 +169,9 @@ fn check_samples(root: PathBuf, file: PathBuf, annotations: Annotations) -> Data
         }
     }
 
-    let readable = headers_readable(&candidates);
+    // A decoder that panics marks only its own image.
+    let panicked = || Err(ImageProblem::NotAnImage("the decoder failed".into()));
+    let decoded = check_all(&candidates, |c| decode_whole(&c.path).map(drop), panicked);
     let mut dataset = Dataset {
         root,
         labels,
@@ -176,11 +180,10 @@ fn check_samples(root: PathBuf, file: PathBuf, annotations: Annotations) -> Data
         test: Vec::new(),
         report,
     };
-    for (c, ok) in candidates.into_iter().zip(readable) {
-        if !ok {
-            dataset
-                .report
-                .skip(Some(c.split), SkipReason::Undecodable, c.shown);
+    for (c, decoded) in candidates.into_iter().zip(decoded) {
+        if let Err(problem) = decoded {
+            let reason = problem.to_string();
+            dataset.report.skip_undecodable(c.split, &c.shown, &reason);
             continue;
         }
         let sample = Sample {
@@ -198,7 +201,7 @@ fn check_samples(root: PathBuf, file: PathBuf, annotations: Annotations) -> Data
 
 type Skip = (Option<Split>, SkipReason, String);
 
-/// Checks everything about an entry except its image header.
+/// Checks everything about an entry except its image.
 fn check_entry(
     root: &Path,
     labels: &[String],
@@ -254,41 +257,4 @@ fn check_entry(
         ) => skip(SkipReason::PathEscapes, shown.clone()),
         Err(_) => skip(SkipReason::MissingFile, shown.clone()),
     }
-}
-
-/// Reads the image header of every candidate, on a few threads; `true` where readable.
-fn headers_readable(candidates: &[Candidate]) -> Vec<bool> {
-    let threads = thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
-    let chunk = candidates.len().div_ceil(threads).max(64);
-    thread::scope(|scope| {
-        let handles: Vec<_> = candidates
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|c| header_readable(&c.path))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            // A panicking decoder marks its whole chunk unreadable rather than aborting.
-            .zip(candidates.chunks(chunk))
-            .flat_map(|(h, part)| h.join().unwrap_or_else(|_| vec![false; part.len()]))
-            .collect()
-    })
-}
-
-/// Whether `path` starts like a PNG or JPEG image with non-zero dimensions.
-fn header_readable(path: &Path) -> bool {
-    let Ok(reader) = image::ImageReader::open(path) else {
-        return false;
-    };
-    let Ok(reader) = reader.with_guessed_format() else {
-        return false;
-    };
-    matches!(reader.into_dimensions(), Ok((w, h)) if w > 0 && h > 0)
 }

@@ -7,9 +7,8 @@ use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread;
 
-use image::{ImageFormat, ImageReader};
+use image::ImageFormat;
 use thiserror::Error;
 
 use crate::dataset::{Dataset, OpenOptions};
@@ -20,6 +19,7 @@ use crate::report::Split;
 use crate::rng::{IMPORT_SPLIT_STREAM, SplitMix64};
 use crate::source::{Candidate, Scan, scan_csv, scan_image_folder};
 use crate::stratify::split_counts;
+use crate::verify::{ImageProblem, check_all, decode_whole};
 use crate::write::{
     AnnotatedImage, IoAt, NameAllocator, OutputProblem, ProgressFn, ProgressStage, Staging,
     check_fresh_output, place_file, safe_component, write_annotation,
@@ -358,12 +358,14 @@ fn check_images(
     let total = candidates.len() as u64;
     let done = AtomicU64::new(0);
     progress(ProgressStage::Checking, 0, total);
-    let threads = thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
-    let chunk = candidates.len().div_ceil(threads).max(16);
     let check = |c: &Candidate| {
-        let result = check_image(&c.path);
+        let result = match decode_whole(&c.path) {
+            Ok(ImageFormat::Png) => Ok("png"),
+            // The only other format `decode_whole` accepts.
+            Ok(_) => Ok("jpg"),
+            Err(ImageProblem::Unreadable(reason)) => Err(ImportSkipReason::Unreadable(reason)),
+            Err(ImageProblem::NotAnImage(reason)) => Err(ImportSkipReason::NotAnImage(reason)),
+        };
         progress(
             ProgressStage::Checking,
             done.fetch_add(1, Ordering::Relaxed) + 1,
@@ -371,50 +373,9 @@ fn check_images(
         );
         result
     };
-    thread::scope(|scope| {
-        let handles: Vec<_> = candidates
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(check).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .zip(candidates.chunks(chunk))
-            .flat_map(|(handle, part)| {
-                // A panicking decoder marks its chunk unusable rather than aborting.
-                handle.join().unwrap_or_else(|_| {
-                    let panicked = ImportSkipReason::NotAnImage("the decoder failed".into());
-                    vec![Err(panicked); part.len()]
-                })
-            })
-            .collect()
-    })
-}
-
-/// Decodes `path` whole; returns the extension for its format.
-fn check_image(path: &Path) -> Result<&'static str, ImportSkipReason> {
-    let unreadable = |e: io::Error| ImportSkipReason::Unreadable(e.to_string());
-    let reader = ImageReader::open(path)
-        .map_err(unreadable)?
-        .with_guessed_format()
-        .map_err(unreadable)?;
-    let extension = match reader.format() {
-        Some(ImageFormat::Png) => "png",
-        Some(ImageFormat::Jpeg) => "jpg",
-        Some(other) => {
-            let name = other.extensions_str().first().copied().unwrap_or("other");
-            return Err(ImportSkipReason::NotAnImage(format!(
-                "{name} images are not supported"
-            )));
-        }
-        None => return Err(ImportSkipReason::NotAnImage("unknown format".into())),
-    };
-    let image = reader
-        .decode()
-        .map_err(|e| ImportSkipReason::NotAnImage(e.to_string()))?;
-    if image.width() == 0 || image.height() == 0 {
-        return Err(ImportSkipReason::NotAnImage("no pixels".into()));
-    }
-    Ok(extension)
+    // A panicking decoder marks its image unusable rather than aborting.
+    let panicked = || Err(ImportSkipReason::NotAnImage("the decoder failed".into()));
+    check_all(candidates, check, panicked)
 }
 
 /// One image of the new dataset.

@@ -26,8 +26,9 @@
 //!
 //! A dataset is a directory with an AlphaMed `annotation.json` (or a CVAT "for images 1.1"
 //! `annotations.xml` export) and the images it names. [`Dataset::open`] checks every sample
-//! and leaves out, never silently, the ones that cannot be used: each is counted by split
-//! and reason in the [`DatasetReport`] (strict mode makes them an error). A
+//! (decoding every image whole) and leaves out, never silently, the ones that cannot be used:
+//! each is counted by split and reason in the [`DatasetReport`] (strict mode makes them an
+//! error). A
 //! [`Preprocessor`] turns an image file into CHW `f32` values as a model package's
 //! `preprocessor_config.json` says, and [`batches`] cuts a split into seeded, shuffled
 //! batches decoded ahead of the consumer on worker threads:
@@ -76,6 +77,7 @@ mod rng;
 mod source;
 mod stratify;
 mod table;
+mod verify;
 mod write;
 
 pub use alphamed::ANNOTATION_JSON;
@@ -94,6 +96,6 @@ pub use partition::{
 };
 pub use partition_report::{PartitionReport, SiteShare};
 pub use preprocess::{Image, Preprocessor};
-pub use report::{DatasetReport, MAX_EXAMPLES, SkipEntry, SkipReason, Split};
+pub use report::{DatasetReport, MAX_EXAMPLES, SkipEntry, SkipReason, Split, UndecodableImage};
 pub use rng::{SplitMix64, epoch_order};
 pub use write::{ProgressFn, ProgressStage, no_progress};

@@ -61,7 +61,8 @@ pub enum SkipReason {
     UnknownLabel,
     /// Its file does not exist or is not a regular file.
     MissingFile,
-    /// Its file is not a PNG or JPEG image whose header can be read.
+    /// Its file is not a PNG or JPEG image that decodes whole (not an image, cut off,
+    /// corrupt, or unreadable).
     Undecodable,
     /// Its path is absolute, climbs out with `..`, or is a symbolic link leading outside
     /// the dataset directory.
@@ -81,7 +82,7 @@ impl SkipReason {
             SkipReason::MultiLabeled => "with more than one label",
             SkipReason::UnknownLabel => "with a label not in `labels`",
             SkipReason::MissingFile => "whose file does not exist",
-            SkipReason::Undecodable => "whose file is not a readable PNG or JPEG image",
+            SkipReason::Undecodable => "whose file is not a PNG or JPEG image that decodes",
             SkipReason::PathEscapes => "whose path leads outside the dataset directory",
             SkipReason::UnknownSubset => {
                 "with a missing or unknown subset (accepted: Train, Validation, Test)"
@@ -104,6 +105,17 @@ pub struct SkipEntry {
     pub examples: Vec<String>,
 }
 
+/// An image file that does not decode, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndecodableImage {
+    /// The split that lists it.
+    pub split: Split,
+    /// Its path as written in the annotation file.
+    pub path: String,
+    /// What the decoder reported, e.g. that the data ends early.
+    pub reason: String,
+}
+
 /// What opening a dataset left out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DatasetReport {
@@ -111,6 +123,9 @@ pub struct DatasetReport {
     pub file: PathBuf,
     /// One entry per (split, reason) that occurred, in order of first occurrence.
     pub entries: Vec<SkipEntry>,
+    /// Every image left out because it does not decode (the entries keep only a few
+    /// examples), in file order.
+    pub undecodable: Vec<UndecodableImage>,
     /// Top-level keys of `annotation.json` that mean nothing to the engine and were ignored.
     pub ignored_keys: Vec<String>,
 }
@@ -147,6 +162,39 @@ impl DatasetReport {
         if entry.examples.len() < MAX_EXAMPLES {
             entry.examples.push(example.into());
         }
+    }
+
+    /// Counts one sample left out because its image does not decode, keeping its path and
+    /// the decoder's reason.
+    pub fn skip_undecodable(&mut self, split: Split, path: &str, reason: &str) {
+        self.skip(
+            Some(split),
+            SkipReason::Undecodable,
+            format!("{path} ({reason})"),
+        );
+        self.undecodable.push(UndecodableImage {
+            split,
+            path: path.to_owned(),
+            reason: reason.to_owned(),
+        });
+    }
+
+    /// Returns the report followed by every image that does not decode, one per line with
+    /// the decoder's reason, as strict mode's error shows it.
+    pub fn listing(&self) -> String {
+        let mut text = self.to_string();
+        if !self.undecodable.is_empty() {
+            text.push_str("\nimages that do not decode:");
+            for image in &self.undecodable {
+                let UndecodableImage {
+                    split,
+                    path,
+                    reason,
+                } = image;
+                text.push_str(&format!("\n  {path} ({split}): {reason}"));
+            }
+        }
+        text
     }
 
     /// Returns how many samples were left out in all.

@@ -108,7 +108,7 @@ fn missing_files_are_counted() {
 }
 
 #[test]
-fn undecodable_files_are_counted_from_their_headers() {
+fn undecodable_files_are_counted_with_the_decoders_reason() {
     let ds = TempDataset::new();
     ds.bytes("images/text.png", b"not an image at all");
     ds.bytes("images/empty.jpg", b"");
@@ -124,6 +124,73 @@ fn undecodable_files_are_counted_from_their_headers() {
         d.report.count(Split::Validation, SkipReason::Undecodable),
         3
     );
+    let text = &d.report.undecodable[0];
+    assert_eq!(
+        (text.split, text.path.as_str()),
+        (Split::Validation, "images/text.png")
+    );
+    assert_eq!(text.reason, "unknown format");
+    assert!(
+        d.report
+            .to_string()
+            .contains("images/text.png (unknown format)")
+    );
+}
+
+/// Photo-like pixels, so that the compressed data spans many bytes.
+fn noisy(width: u32, height: u32) -> Vec<u8> {
+    (0..width * height * 3)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8 / 2 + (i % 97) as u8)
+        .collect()
+}
+
+#[test]
+fn truncated_images_are_left_out_naming_the_file_and_listed_in_strict_mode() {
+    let ds = TempDataset::new();
+    let whole_png = ds.rgb_pixels("images/whole.png", 64, 48, noisy(64, 48));
+    let whole_jpg = ds.rgb_pixels("images/whole.jpg", 64, 48, noisy(64, 48));
+    let mut bad = Vec::new();
+    for (whole, cut) in [(&whole_png, "cut.png"), (&whole_jpg, "cut.jpg")] {
+        let bytes = fs::read(whole).unwrap();
+        // Five copies, more than a report keeps as examples.
+        for i in 0..5 {
+            let path = format!("images/{i}-{cut}");
+            let written = ds.bytes(&path, &bytes[..bytes.len() / 2]);
+            // The header is intact: only decoding the whole file shows the problem.
+            let reader = image::ImageReader::open(&written).unwrap();
+            assert_eq!(
+                reader
+                    .with_guessed_format()
+                    .unwrap()
+                    .into_dimensions()
+                    .unwrap(),
+                (64, 48)
+            );
+            bad.push(sample(&path, &["b"]));
+        }
+    }
+    bad.push(sample("images/whole.png", &["a"]));
+    bad.push(sample("images/whole.jpg", &["a"]));
+    ds.annotation(&json!({"labels": ["a", "b"], "Train": bad}));
+
+    let d = Dataset::open(&ds.dir, &LENIENT).unwrap();
+    let kept: Vec<_> = d.train.iter().map(|s| s.path.clone()).collect();
+    assert_eq!(kept, [canonical(&whole_png), canonical(&whole_jpg)]);
+    assert_eq!(d.report.count(Split::Train, SkipReason::Undecodable), 10);
+    assert_eq!(d.report.undecodable.len(), 10);
+    let summary = d.report.to_string();
+    assert!(summary.contains("images/0-cut.png ("), "{summary}");
+    for image in &d.report.undecodable {
+        assert!(!image.reason.is_empty(), "{image:?}");
+    }
+
+    let message = Dataset::open(&ds.dir, &STRICT).unwrap_err().to_string();
+    assert!(message.contains("10 samples cannot be used"), "{message}");
+    for image in &d.report.undecodable {
+        let line = format!("  {} (Train): {}", image.path, image.reason);
+        assert!(message.contains(&line), "{line} missing from:\n{message}");
+    }
+    assert!(message.contains("images/4-cut.jpg (Train): "), "{message}");
 }
 
 #[test]
