@@ -9,13 +9,12 @@ repository root:
 
     .venv/bin/python models/make_digits_scripted.py
 
-Any PyTorch classifier can be packaged the same way. If it has buffers (BatchNorm running
-statistics), give its class the `fedengine_buffers` method below before scripting: the engine
-reads, exchanges and writes the buffers through it (`crates/torch/src/torchscript.rs`).
+Any PyTorch classifier can be packaged the same way, scripted (`torch.jit.script`) or traced
+(`torch.jit.trace`) as it is: the engine finds its parameters and buffers (BatchNorm running
+statistics and counters) through libtorch (`crates/torch/src/torchscript.rs`).
 """
 
 import pathlib
-from typing import Dict
 
 import torch
 import torch.nn.functional as F
@@ -38,15 +37,6 @@ class DigitsCnn(nn.Module):
         x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
         x = F.adaptive_avg_pool2d(self.features(x), 2)
         return self.fc(self.dropout(torch.flatten(x, 1)))
-
-    @torch.jit.export
-    def fedengine_buffers(self) -> Dict[str, Tensor]:
-        """The buffers themselves (not copies) by state-dict name, for the engine."""
-        out: Dict[str, Tensor] = {}
-        for prefix, module in self.named_modules():
-            for name, buffer in module.named_buffers():
-                out[prefix + "." + name if prefix != "" else name] = buffer
-        return out
 
 
 def main() -> None:

@@ -127,13 +127,14 @@ fn small_cnn_epochs(
     repeat: usize,
     predecoded: bool,
 ) -> Result<Vec<f64>> {
-    let (mut model, _) = Classifier::from_package(package, None, 0)?;
+    let (mut model, _) = Classifier::from_package(package, None, fl_torch::HeadRule::Keep, 0)?;
     let preprocessor = Arc::new(
         Preprocessor::new(package.preprocessor.as_ref(), 1)
             .with_cache(fl_torch::DEFAULT_CACHE_BYTES),
     );
     let options = |epoch: usize| BatchOptions {
         batch_size: BATCH,
+        last_batch: fl_data::LastBatch::MergeSingle,
         shuffle: true,
         augment: false,
         seed: 0,

@@ -68,7 +68,8 @@ fn a_package_from_torchvision_weights_validates_keeps_them_and_fine_tunes() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("its model builds"), "{}", text(&out));
 
-    // Every tensor but the head is torchvision's; the head has the package's three labels.
+    // Every tensor but the head is torchvision's, its 122 entries (BatchNorm counters
+    // included); the head has the package's three labels.
     let compared = python(
         "import torch\n\
          from safetensors.torch import load_file\n\
@@ -81,7 +82,7 @@ fn a_package_from_torchvision_weights_validates_keeps_them_and_fine_tunes() {
     assert!(compared.status.success(), "{}", text(&compared));
     assert_eq!(
         String::from_utf8_lossy(&compared.stdout).trim(),
-        "True (3, 512) 102"
+        "True (3, 512) 122"
     );
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(package.join("config.json")).expect("config"))

@@ -14,11 +14,52 @@ use crate::error::DataError;
 use crate::preprocess::Preprocessor;
 use crate::rng::epoch_order;
 
+/// What becomes of an epoch's last batch when it is smaller than the batch size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LastBatch {
+    /// It is a batch of its own (evaluation).
+    #[default]
+    Keep,
+    /// It is a batch of its own, except a single sample, which joins the batch before it
+    /// (training: BatchNorm in training mode cannot normalise one sample).
+    MergeSingle,
+    /// It is left out of the epoch (PyTorch's `drop_last=True`).
+    Drop,
+}
+
+impl LastBatch {
+    /// The number of batches of `len` samples in batches of `size`.
+    pub fn count(self, len: usize, size: usize) -> usize {
+        let size = size.max(1);
+        match self {
+            Self::Keep => len.div_ceil(size),
+            Self::MergeSingle if size > 1 && len > size && len % size == 1 => len / size,
+            Self::MergeSingle => len.div_ceil(size),
+            Self::Drop => len / size,
+        }
+    }
+
+    /// The sample positions `start..end` of batch `b` (of [`count`](Self::count)).
+    pub fn range(self, len: usize, size: usize, b: usize) -> std::ops::Range<usize> {
+        let size = size.max(1);
+        let start = (b * size).min(len);
+        let last = b + 1 == self.count(len, size);
+        let end = if last && self == Self::MergeSingle {
+            len
+        } else {
+            ((b + 1) * size).min(len)
+        };
+        start..end
+    }
+}
+
 /// How to cut a split into batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchOptions {
-    /// Samples per batch (the last batch may be smaller); at least 1.
+    /// Samples per batch (the last batch may be smaller, as `last_batch` says); at least 1.
     pub batch_size: usize,
+    /// What becomes of a last batch smaller than `batch_size`.
+    pub last_batch: LastBatch,
     /// Shuffle the samples, by `(seed, epoch)`; off for evaluation.
     pub shuffle: bool,
     /// Apply the training-only random transforms, keyed by `(seed, epoch, sample index)`.
@@ -40,6 +81,7 @@ impl Default for BatchOptions {
     fn default() -> Self {
         Self {
             batch_size: 32,
+            last_batch: LastBatch::Keep,
             shuffle: false,
             augment: false,
             seed: 0,
@@ -78,7 +120,7 @@ pub fn batches(
         Vec::new()
     };
     let mut batches = Batches {
-        total: order.len().div_ceil(options.batch_size.max(1)),
+        total: options.last_batch.count(order.len(), options.batch_size),
         job: Arc::new(Job {
             order,
             samples,
@@ -135,8 +177,11 @@ struct Job {
 impl Job {
     /// Decodes batch `b`.
     fn build(&self, b: usize) -> Result<Batch, DataError> {
-        let size = self.options.batch_size;
-        let positions = &self.order[b * size..((b + 1) * size).min(self.order.len())];
+        let range = self
+            .options
+            .last_batch
+            .range(self.order.len(), self.options.batch_size, b);
+        let positions = &self.order[range];
         let mut data = Vec::new();
         let mut shape = [positions.len(), 0, 0, 0];
         let mut labels = Vec::with_capacity(positions.len());
@@ -312,6 +357,33 @@ impl Drop for Batches {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_last_batch_of_one_joins_the_one_before_or_is_dropped() {
+        let sizes = |last: LastBatch, len: usize, size: usize| -> Vec<usize> {
+            (0..last.count(len, size))
+                .map(|b| last.range(len, size, b).len())
+                .collect()
+        };
+        assert_eq!(sizes(LastBatch::Keep, 65, 32), [32, 32, 1]);
+        assert_eq!(sizes(LastBatch::MergeSingle, 65, 32), [32, 33]);
+        assert_eq!(sizes(LastBatch::MergeSingle, 66, 32), [32, 32, 2]);
+        assert_eq!(sizes(LastBatch::MergeSingle, 1, 32), [1], "nothing to join");
+        assert_eq!(
+            sizes(LastBatch::MergeSingle, 7, 1),
+            [1; 7],
+            "batch size 1 as asked"
+        );
+        assert_eq!(sizes(LastBatch::Drop, 65, 32), [32, 32]);
+        assert_eq!(sizes(LastBatch::Drop, 20, 32), Vec::<usize>::new());
+        // Every sample once, in order, for each rule.
+        for last in [LastBatch::Keep, LastBatch::MergeSingle] {
+            let covered: Vec<usize> = (0..last.count(97, 8))
+                .flat_map(|b| last.range(97, 8, b))
+                .collect();
+            assert_eq!(covered, (0..97).collect::<Vec<_>>());
+        }
+    }
     use std::time::{Duration, Instant};
 
     fn claimed(b: &Batches) -> usize {

@@ -35,15 +35,15 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use fl_data::{BatchOptions, Dataset, OpenOptions, Preprocessor, Split, batches};
+//! use fl_data::{BatchOptions, Dataset, LastBatch, OpenOptions, Preprocessor, Split, batches};
 //!
 //! let dataset = Dataset::open("datasets/digits/central".as_ref(), &OpenOptions::default())?;
 //! if dataset.report.total_skipped() > 0 {
 //!     eprintln!("{}", dataset.report);
 //! }
 //! let preprocessor = Arc::new(Preprocessor::new(None, 1));
-//! let options = BatchOptions { batch_size: 64, shuffle: true, augment: true, seed: 7, epoch: 0,
-//!                              workers: 2, prefetch: 4 };
+//! let options = BatchOptions { batch_size: 64, last_batch: LastBatch::MergeSingle, shuffle: true,
+//!                              augment: true, seed: 7, epoch: 0, workers: 2, prefetch: 4 };
 //! for batch in batches(dataset.split(Split::Train).to_vec(), preprocessor, options) {
 //!     let batch = batch?;
 //!     assert_eq!(batch.data.len(), batch.shape.iter().product::<usize>());
@@ -83,7 +83,7 @@ mod write;
 pub use alphamed::ANNOTATION_JSON;
 pub use annotation::MAX_ANNOTATION_BYTES;
 pub use augment::AugmentKey;
-pub use batch::{Batch, BatchOptions, Batches, batches};
+pub use batch::{Batch, BatchOptions, Batches, LastBatch, batches};
 pub use cvat::CVAT_XML;
 pub use dataset::{Dataset, OpenOptions, Sample, find_annotation_file};
 pub use error::DataError;

@@ -26,6 +26,7 @@ fn samples(ds: &TempDataset) -> Vec<Sample> {
 fn options(workers: usize) -> BatchOptions {
     BatchOptions {
         batch_size: 4,
+        last_batch: fl_data::LastBatch::Keep,
         shuffle: true,
         augment: false,
         seed: 11,

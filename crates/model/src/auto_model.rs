@@ -63,6 +63,12 @@ pub trait AutoModel: Send {
             )));
         }
         let values: Vec<f32> = Vec::<f32>::try_from(probabilities.flatten(0, -1))?;
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(ModelError::NonFinite {
+                what: "the model's output".into(),
+                at: "prediction".into(),
+            });
+        }
         Ok((0..rows as usize)
             .map(|row| {
                 let mut scored: Vec<Scored> = labels

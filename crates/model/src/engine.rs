@@ -117,6 +117,10 @@ pub fn train_round(
         on_epoch(epoch + 1, &m);
         metrics = Some(m);
     }
+    // Whatever the model's own epoch does, nothing non-finite leaves as an update.
+    fl_torch::check_finite(model.parts().vs, || {
+        format!("in the update after round {}'s training", round + 1)
+    })?;
     Ok(TrainedRound {
         weights: model.state_dict()?,
         samples,

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use fl_tensor::{Schedule, TensorSet};
 use fl_torch::{
-    Metrics, ModelError, evaluate_batches, from_tensor_set, named_tensors, to_tensor_set,
-    train_batches, write_safetensors,
+    Metrics, ModelError, check_finite, evaluate_batches, from_tensor_set, named_tensors,
+    to_tensor_set, train_batches, write_safetensors,
 };
 use tch::nn;
 
@@ -68,6 +68,25 @@ pub struct EpochContext {
     pub run_epoch: u64,
 }
 
+impl EpochContext {
+    /// The epoch for messages: `round 2, epoch 3` (both 1-based, as the task log counts).
+    pub fn describe(&self) -> String {
+        format!("round {}, epoch {}", self.round + 1, self.epoch + 1)
+    }
+
+    /// Adds this epoch to the place a [`ModelError::NonFinite`] names (`batch 4` becomes
+    /// `round 2, epoch 3, batch 4`); other errors are returned as they are.
+    pub fn locate(&self, error: ModelError) -> ModelError {
+        match error {
+            ModelError::NonFinite { what, at } => ModelError::NonFinite {
+                what,
+                at: format!("{}, {at}", self.describe()),
+            },
+            other => other,
+        }
+    }
+}
+
 /// An extra file for the result package.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResultFile {
@@ -121,7 +140,8 @@ pub trait AutoFedAvgModel: AutoModel {
     }
 
     /// Trains one epoch on the training loader (mean cross-entropy, one step per batch) and
-    /// returns its metrics.
+    /// returns its metrics. A loss or, after the epoch, a weight that is not finite stops
+    /// training with [`ModelError::NonFinite`] naming the epoch and the batch or weight.
     fn train_an_epoch(&mut self, epoch: &EpochContext) -> Result<Metrics, ModelError> {
         let learning_rate = self.learning_rate(epoch);
         self.train();
@@ -151,7 +171,11 @@ pub trait AutoFedAvgModel: AutoModel {
                     progress.advance(ys.size().first().copied().unwrap_or(0) as usize);
                 }
             });
-        train_batches(parts.model, optimizer, batches)
+        let vs = parts.vs;
+        let metrics =
+            train_batches(parts.model, optimizer, batches).map_err(|e| epoch.locate(e))?;
+        check_finite(vs, || epoch.describe())?;
+        Ok(metrics)
     }
 
     /// Evaluates on the validation loader; `None` without validation data.
@@ -202,6 +226,9 @@ pub trait AutoFedAvgModel: AutoModel {
     /// Writes the whole model (every variable, exchanged or not) as safetensors: the result
     /// package's weights.
     fn save_weights(&mut self, path: &Path) -> Result<(), ModelError> {
+        check_finite(self.parts().vs, || {
+            format!("before writing {}", path.display())
+        })?;
         write_safetensors(path, &named_tensors(self.parts().vs)).map_err(|source| {
             ModelError::Params {
                 path: path.to_path_buf(),

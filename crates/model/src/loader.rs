@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use fl_data::{BatchOptions, Dataset, Image, OpenOptions, Preprocessor, Sample, batches};
+use fl_data::{
+    BatchOptions, Dataset, Image, LastBatch, OpenOptions, Preprocessor, Sample, batches,
+};
 use fl_torch::{ModelError, NodeData, batch_tensors};
 use tch::Tensor;
 
@@ -98,6 +100,10 @@ pub trait DataLoader: Send + Sync {
 
 /// Image samples preprocessed by an [`fl_data::Preprocessor`], decoded ahead on worker
 /// threads, shuffled and augmented by `(seed, epoch)` when training.
+///
+/// A training pass never ends on a batch of one sample (BatchNorm cannot normalise it): it
+/// joins the batch before it, unless [`drop_last`](Self::drop_last) leaves a short last batch
+/// out altogether. Evaluation passes keep every sample in `batch_size` batches.
 #[derive(Debug, Clone)]
 pub struct SampleLoader {
     samples: Arc<[Sample]>,
@@ -105,6 +111,7 @@ pub struct SampleLoader {
     batch_size: usize,
     seed: u64,
     workers: usize,
+    training_last: LastBatch,
 }
 
 impl SampleLoader {
@@ -122,7 +129,19 @@ impl SampleLoader {
             batch_size: batch_size.max(1),
             seed,
             workers,
+            training_last: LastBatch::MergeSingle,
         }
+    }
+
+    /// Leaves a training pass's last batch out when it is smaller than the batch size
+    /// (PyTorch's `drop_last=True`; the `drop_last` hyper-parameter).
+    pub fn drop_last(mut self, drop: bool) -> Self {
+        self.training_last = if drop {
+            LastBatch::Drop
+        } else {
+            LastBatch::MergeSingle
+        };
+        self
     }
 
     /// The samples.
@@ -142,6 +161,11 @@ impl DataLoader for SampleLoader {
     ) -> Box<dyn Iterator<Item = Result<(Tensor, Tensor), ModelError>> + '_> {
         let options = BatchOptions {
             batch_size: self.batch_size,
+            last_batch: if pass.training {
+                self.training_last
+            } else {
+                LastBatch::Keep
+            },
             shuffle: pass.training,
             augment: pass.training,
             seed: self.seed,

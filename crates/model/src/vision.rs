@@ -8,7 +8,8 @@ use std::sync::Arc;
 use fl_data::Preprocessor;
 use fl_tensor::TensorSet;
 use fl_torch::{
-    BUILTIN_MODULE, Classifier, HeadChange, HyperParameters, ModelError, Scored, WeightExchange,
+    BUILTIN_MODULE, Classifier, HeadPlan, HyperParameters, LabelPlan, ModelError, Scored,
+    WeightExchange,
 };
 use tch::{Tensor, nn};
 
@@ -49,7 +50,7 @@ crate::register_model!(
 pub struct VisionClassifier {
     context: ModelContext,
     classifier: Classifier,
-    head_change: HeadChange,
+    label_plan: LabelPlan,
     hp: HyperParameters,
     preprocessor: Arc<Preprocessor>,
     optimizer: Option<nn::Optimizer>,
@@ -70,14 +71,15 @@ impl std::fmt::Debug for VisionClassifier {
 }
 
 impl VisionClassifier {
-    /// Builds the package's classifier for the context's labels (the head is rebuilt from
-    /// the seed when they are not the package's).
+    /// Builds the package's classifier for the context's labels, matched to the package's
+    /// head by name under the `head` hyper-parameter (the context's labels become the plan's,
+    /// which is logged when it is not simply the package's head).
     pub fn build(init: ModelInit) -> Result<Self, ModelError> {
         let hp = init.hyper_parameters()?;
         tch::set_num_threads(init.options.threads.max(1) as i32);
         let labels = (!init.context.labels.is_empty()).then_some(init.context.labels.as_slice());
-        let (classifier, head_change) =
-            Classifier::from_package(&init.package, labels, init.options.seed as i64)?;
+        let (classifier, label_plan) =
+            Classifier::from_package(&init.package, labels, hp.head, init.options.seed as i64)?;
         let preprocessor = Arc::new(
             Preprocessor::new(
                 init.package.preprocessor.as_ref(),
@@ -88,21 +90,14 @@ impl VisionClassifier {
         preprocessor.validate()?;
         let mut context = init.context;
         context.labels = classifier.labels.clone();
-        match &head_change {
-            HeadChange::Kept => {}
-            HeadChange::Rebuilt { from, to } => context.logger.info(&format!(
-                "the task's labels differ from the package's: classifier head rebuilt ({from} -> {to} classes)"
-            )),
-            HeadChange::Relabelled { from } => context.logger.info(&format!(
-                "the task's labels have other names than the package's ({}): the head is kept and \
-                 output i now means the task's label i",
-                from.join(", ")
-            )),
+        if !matches!(&label_plan.head, HeadPlan::Keep { reordered: false, unused } if unused.is_empty())
+        {
+            context.logger.info(&label_plan.to_string());
         }
         Ok(Self {
             context,
             classifier,
-            head_change,
+            label_plan,
             hp,
             preprocessor,
             optimizer: None,
@@ -114,9 +109,9 @@ impl VisionClassifier {
         })
     }
 
-    /// What happened to the package's head for the task's labels.
-    pub fn head_change(&self) -> &HeadChange {
-        &self.head_change
+    /// How the task's labels met the package's head.
+    pub fn label_plan(&self) -> &LabelPlan {
+        &self.label_plan
     }
 
     /// The hyper-parameters in use.
@@ -133,6 +128,7 @@ impl VisionClassifier {
                 self.seed,
                 self.workers,
             )
+            .drop_last(self.hp.drop_last)
         })
     }
 }
@@ -147,7 +143,7 @@ impl AutoModel for VisionClassifier {
     }
 
     fn forward(&mut self, batch: &Tensor) -> Result<Tensor, ModelError> {
-        Ok(self.classifier.forward(batch, self.context.training))
+        self.classifier.try_forward(batch, self.context.training)
     }
 
     fn predict_file(&mut self, image: &Path) -> Result<Vec<Scored>, ModelError> {
@@ -166,25 +162,16 @@ impl AutoModel for VisionClassifier {
         batch_size: usize,
     ) -> Vec<Result<Vec<Scored>, ModelError>> {
         let all = self.context.labels.len();
-        match fl_torch::predict(
+        fl_torch::predict(
             &self.classifier,
             &self.preprocessor,
             images,
             all,
             batch_size,
-        ) {
-            Ok(predictions) => predictions
-                .into_iter()
-                .map(|p| p.outcome.map_err(ModelError::from))
-                .collect(),
-            Err(error) => {
-                let message = error.to_string();
-                images
-                    .iter()
-                    .map(|_| Err(ModelError::Model(message.clone())))
-                    .collect()
-            }
-        }
+        )
+        .into_iter()
+        .map(|p| p.outcome)
+        .collect()
     }
 
     /// Opens the directories with [`open_dataset`]: unusable samples are left out and

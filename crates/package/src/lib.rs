@@ -27,6 +27,7 @@ mod card;
 mod catalog;
 mod config;
 mod hparams;
+mod labels;
 mod opened;
 mod package;
 mod param_file;
@@ -41,10 +42,11 @@ pub use card::{CARD_FILE, ModelCard, Task};
 pub use catalog::{CatalogMiss, ModelCatalog};
 pub use config::{CONFIG_FILE, Entry, ModelConfig};
 pub use hparams::{
-    HYPER_PARAMETERS, HyperParameterValues, HyperParameters, KeyProblem, KeySpec, LrSchedule,
-    Optimizer, Origin, Origins, RETIRED_KEYS, ResolveError, Resolved, Scope, Setting, json_schema,
-    key_spec, markdown_table, setting_line,
+    HYPER_PARAMETERS, HeadRule, HyperParameterValues, HyperParameters, KeyProblem, KeySpec,
+    LrSchedule, Optimizer, Origin, Origins, RETIRED_KEYS, ResolveError, Resolved, Scope, Setting,
+    json_schema, key_spec, markdown_table, setting_line,
 };
+pub use labels::{HeadPlan, LabelError, LabelPlan, plan_labels};
 pub use opened::{OpenError, OpenedPackage};
 pub use package::{
     Inspection, MAX_CARD_BYTES, MAX_JSON_BYTES, ModelPackage, PackageError, inspect_package,

@@ -53,8 +53,9 @@ pub struct NodeCheck {
 pub fn preflight(workflow: &Workflow) -> Result<Preflight, RuntimeError> {
     let opened = open_package(workflow)?;
     let package = &opened.package;
-    let labels = embedded_labels(workflow)?;
     let settings = EffectiveSettings::of(package, workflow)?;
+    let labels =
+        crate::settings::plan_task_labels(package, workflow, &embedded_labels(workflow)?)?.labels;
     let options = TrainerOptions {
         seed: workflow.seed,
         threads: workflow.threads as usize,

@@ -4,7 +4,8 @@
 //! log) and recorded in `summary.json` and the Model Card.
 
 use fl_package::{
-    HyperParameters, ModelPackage, Origin, PREPROCESSOR_FILE, Resolved, Setting, setting_line,
+    HeadPlan, HyperParameters, LabelPlan, ModelPackage, Origin, PREPROCESSOR_FILE, Resolved,
+    Setting, plan_labels, setting_line,
 };
 use fl_telemetry::NodeLog;
 use fl_workflow::Workflow;
@@ -29,18 +30,44 @@ pub struct EffectiveSettings {
     pub overrides: Vec<String>,
 }
 
+/// The package's hyper-parameters under the workflow's `training` overrides; fails, naming
+/// both sources, when they are invalid together.
+fn resolve(package: &ModelPackage, workflow: &Workflow) -> Result<Resolved, RuntimeError> {
+    HyperParameters::resolve(&[
+        (Origin::Package, &package.config.hyper_parameters),
+        (Origin::Workflow, &workflow.training),
+    ])
+    .map_err(|error| RuntimeError::Package {
+        path: workflow.model.clone(),
+        message: format!("hyper-parameters: {error}"),
+    })
+}
+
+/// The task's labels: the data's (the initiator's test data) matched to the package's head by
+/// name under the effective `head` rule. Every node and the result use the plan's labels, so a
+/// sample always meets the output of its own label.
+pub fn plan_task_labels(
+    package: &ModelPackage,
+    workflow: &Workflow,
+    data_labels: &[String],
+) -> Result<LabelPlan, RuntimeError> {
+    let head = resolve(package, workflow)?.values.head;
+    plan_labels(package.labels(), None, data_labels, head).map_err(|error| RuntimeError::Package {
+        path: workflow.model.clone(),
+        message: error.to_string(),
+    })
+}
+
+/// Whether a plan is worth a line in the log: anything but the package's head as it is.
+pub fn plan_is_notable(plan: &LabelPlan) -> bool {
+    !matches!(&plan.head, HeadPlan::Keep { reordered: false, unused } if unused.is_empty())
+}
+
 impl EffectiveSettings {
     /// Resolves the package's hyper-parameters under the workflow's `training` overrides.
     /// Fails, naming both sources, when they are invalid together.
     pub fn of(package: &ModelPackage, workflow: &Workflow) -> Result<Self, RuntimeError> {
-        let resolved = HyperParameters::resolve(&[
-            (Origin::Package, &package.config.hyper_parameters),
-            (Origin::Workflow, &workflow.training),
-        ])
-        .map_err(|error| RuntimeError::Package {
-            path: workflow.model.clone(),
-            message: format!("hyper-parameters: {error}"),
-        })?;
+        let resolved = resolve(package, workflow)?;
         Ok(Self::from_resolved(&resolved, package, workflow))
     }
 

@@ -252,6 +252,12 @@ pub(crate) async fn run_task(
     let settings = EffectiveSettings::of(package, &workflow)
         .inspect_err(|error| coordinator_log.error(format!("the task failed: {error}")))?;
     settings.log(&coordinator_log);
+    let plan = crate::settings::plan_task_labels(package, &workflow, &labels)
+        .inspect_err(|error| coordinator_log.error(format!("the task failed: {error}")))?;
+    if crate::settings::plan_is_notable(&plan) {
+        coordinator_log.info(plan.to_string());
+    }
+    let labels = plan.labels;
     let overrides = vec![(Origin::Workflow, workflow.training.clone())];
     let trainer_options = TrainerOptions {
         seed: workflow.seed,

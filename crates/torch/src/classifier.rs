@@ -7,36 +7,15 @@
 //! TorchScript module (`entry_file`) the store holds the module's own parameters and buffers
 //! (see [`crate::torchscript`] for how buffers are reached).
 
-use fl_package::{Entry, ModelPackage, Resize};
+use fl_package::{Entry, HeadPlan, HeadRule, LabelPlan, ModelPackage, Resize, plan_labels};
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 use crate::error::ModelError;
+use crate::guard::catch_forward;
 use crate::params::{load_strict, named_tensors, read_params, write_safetensors};
 use crate::registry::{ModelSpec, builtin_models, find_builtin};
 use crate::torchscript::ScriptedModule;
-
-/// What happened to the classifier head when building from a package for a dataset.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HeadChange {
-    /// The package's labels are the dataset's: every weight was loaded.
-    Kept,
-    /// The dataset's labels differ from the package's (count, names or order): the head was
-    /// re-initialised for the dataset's labels, every other weight was loaded.
-    Rebuilt {
-        /// Classes before.
-        from: usize,
-        /// Classes now.
-        to: usize,
-    },
-    /// TorchScript only: the dataset's labels differ from the package's but are as many. The
-    /// head, which the engine cannot rebuild in a scripted module, was kept with every other
-    /// weight; its outputs now stand for the dataset's labels, by position.
-    Relabelled {
-        /// The package's labels.
-        from: Vec<String>,
-    },
-}
 
 /// The network: built into the engine, or a package's TorchScript module.
 enum Net {
@@ -69,22 +48,24 @@ impl std::fmt::Debug for Classifier {
 }
 
 impl Classifier {
-    /// Builds the package's model for `labels` (the dataset's; `None` keeps the package's),
-    /// loading the package's weights strictly. When the labels differ from the package's the
-    /// head is re-initialised from `seed` (as AlphaMed's AutoResNet does) and every other
-    /// weight is loaded.
+    /// Builds the package's model for the task's `labels` (`None` keeps the package's),
+    /// matched to the package's head by name under `head` ([`plan_labels`]): the model's
+    /// labels are the plan's, and its head keeps, resets (from `seed`, as AlphaMed's
+    /// AutoResNet does) or extends the package's outputs. Every other weight is loaded
+    /// strictly.
     ///
     /// A TorchScript package (`entry_file`) is loaded as described in
     /// [`from_torchscript`](Self::from_torchscript).
     pub fn from_package(
         package: &ModelPackage,
         labels: Option<&[String]>,
+        head: HeadRule,
         seed: i64,
-    ) -> Result<(Self, HeadChange), ModelError> {
+    ) -> Result<(Self, LabelPlan), ModelError> {
         let (module, class) = match &package.config.entry {
             Entry::Module { module, class } => (module.as_str(), class.as_str()),
             Entry::File { class, .. } => {
-                return Self::from_torchscript(package, class, labels, seed);
+                return Self::from_torchscript(package, class, labels, head, seed);
             }
         };
         let builtin = find_builtin(module, class).ok_or_else(|| ModelError::UnknownModel {
@@ -107,62 +88,34 @@ impl Classifier {
             .iter()
             .find(|(name, _)| *name == head_weight)
             .map(|(_, t)| t.size()[0] as usize);
-        let package_labels = package.labels().map(<[String]>::to_vec);
-        let target_labels: Vec<String> = match (labels, &package_labels, package_classes) {
-            (Some(labels), _, _) => labels.to_vec(),
-            (None, Some(labels), _) => labels.clone(),
-            (None, None, Some(n)) => (0..n).map(|i| i.to_string()).collect(),
-            (None, None, None) => {
-                return Err(ModelError::Config {
-                    key: "id2label".into(),
-                    message: "is missing and the weights have no classifier head".into(),
-                    expected: "id2label with the model's labels".into(),
-                });
-            }
-        };
-        let keep_head = match &package_labels {
-            Some(pkg) => *pkg == target_labels,
-            None => package_classes == Some(target_labels.len()),
-        };
+        let plan = plan_for(package, package_classes, labels, head)?;
 
         tch::manual_seed(seed);
         let mut vs = nn::VarStore::new(Device::Cpu);
         let spec = ModelSpec {
             in_channels,
-            num_classes: target_labels.len() as i64,
+            num_classes: plan.labels.len() as i64,
         };
-        let net = Net::Builtin((builtin.build)(&vs.root(), spec));
-        let change = if keep_head {
-            load_strict(&mut vs, &tensors).map_err(params_err)?;
-            HeadChange::Kept
-        } else {
-            // Keep the freshly initialised head; load everything else strictly.
-            let prefix = format!("{}.", builtin.head);
-            let mut merged: Vec<(String, Tensor)> = tensors
-                .into_iter()
-                .filter(|(name, _)| !name.starts_with(&prefix))
-                .collect();
-            merged.extend(
-                named_tensors(&vs)
-                    .into_iter()
-                    .filter(|(name, _)| name.starts_with(&prefix)),
-            );
-            load_strict(&mut vs, &merged).map_err(params_err)?;
-            HeadChange::Rebuilt {
-                from: package_classes
-                    .or(package_labels.map(|l| l.len()))
-                    .unwrap_or(0),
-                to: target_labels.len(),
+        let net = Net::Builtin(builtin.instantiate(&vs, spec));
+        let weights = match &plan.head {
+            HeadPlan::Keep { .. } | HeadPlan::ByPosition => tensors,
+            // The fresh head from the seed, every other weight from the file.
+            HeadPlan::Reset { .. } => with_head(tensors, builtin.head, &vs, 0),
+            // The file's rows for the package's outputs, fresh rows for the new labels.
+            HeadPlan::Extend { added } => {
+                with_head(tensors, builtin.head, &vs, plan.labels.len() - added.len())
             }
         };
+        load_strict(&mut vs, &weights).map_err(params_err)?;
+        let labels = plan.labels.clone();
         Ok((
             Self {
                 vs,
                 net,
                 spec,
-                labels: target_labels,
+                labels,
             },
-            change,
+            plan,
         ))
     }
 
@@ -174,17 +127,17 @@ impl Classifier {
     ///
     /// The number of classes is the width of the module's output on a batch of zeros of the
     /// preprocessor's output size (run once, in eval mode, which also checks `in_channels`), or
-    /// the number of `id2label` entries when the preprocessor does not fix the image size. A
-    /// scripted head cannot be rebuilt by the engine: when `labels` are not as many as the
-    /// module's classes this fails; when they are as many but other names, the head is kept and
-    /// [`HeadChange::Relabelled`] is returned. `seed` seeds libtorch before loading (Dropout in
-    /// training).
+    /// the number of `id2label` entries when the preprocessor does not fix the image size. The
+    /// task's labels are matched to `id2label` by name ([`plan_labels`]); a scripted head
+    /// cannot be rebuilt by the engine, so only `head: keep` applies. `seed` seeds libtorch
+    /// before loading (Dropout in training).
     pub fn from_torchscript(
         package: &ModelPackage,
         entry_class: &str,
         labels: Option<&[String]>,
+        head: HeadRule,
         seed: i64,
-    ) -> Result<(Self, HeadChange), ModelError> {
+    ) -> Result<(Self, LabelPlan), ModelError> {
         let Some(entry_path) = package.entry_path.as_deref() else {
             return Err(ModelError::Config {
                 key: "entry_file".into(),
@@ -224,7 +177,7 @@ impl Classifier {
                             "`{}`: forward on a batch of shape [2, {in_channels}, {height}, \
                              {width}] (in_channels, and the preprocessor's output size) failed: {}",
                             entry_path.display(),
-                            e.to_string().lines().next().unwrap_or_default()
+                            e.lines().next().unwrap_or_default()
                         ),
                         expected: "a module classifying [N, in_channels, H, W] images into \
                              logits [N, classes]"
@@ -270,36 +223,21 @@ impl Classifier {
                 });
             }
         };
-        let package_labels =
-            package_labels.unwrap_or_else(|| (0..classes).map(|i| i.to_string()).collect());
-        let (target_labels, change) = match labels {
-            None => (package_labels, HeadChange::Kept),
-            Some(labels) if labels == package_labels.as_slice() => {
-                (labels.to_vec(), HeadChange::Kept)
-            }
-            Some(labels) if labels.len() == classes => (
-                labels.to_vec(),
-                HeadChange::Relabelled {
-                    from: package_labels,
-                },
-            ),
-            Some(labels) => {
-                return Err(ModelError::Config {
-                    key: "id2label".into(),
-                    message: format!(
-                        "the dataset has {} labels but the TorchScript model has {classes} \
-                         classes, and the engine cannot rebuild the head of a scripted module; \
-                         the class count must match",
-                        labels.len()
-                    ),
-                    expected: format!(
-                        "a dataset with {classes} labels, or a package whose module was exported \
-                         with a head of {} classes",
-                        labels.len()
-                    ),
-                });
-            }
-        };
+        let plan = plan_for(package, Some(classes), labels, head)?;
+        if !matches!(plan.head, HeadPlan::Keep { .. } | HeadPlan::ByPosition) {
+            return Err(ModelError::Config {
+                key: "head".into(),
+                message: format!(
+                    "is `{head}` ({plan}), but the engine cannot rebuild the head of a \
+                     TorchScript module"
+                ),
+                expected: format!(
+                    "`head: keep` with the package's {classes} labels, or a module exported \
+                     with a head for the data's labels"
+                ),
+            });
+        }
+        let target_labels = plan.labels.clone();
         Ok((
             Self {
                 vs,
@@ -310,18 +248,32 @@ impl Classifier {
                 },
                 labels: target_labels,
             },
-            change,
+            plan,
         ))
     }
 
     /// Runs the model on a batch `[N, C, H, W]`, in training mode (BatchNorm batch
     /// statistics, updated running averages, Dropout) or evaluation mode. A TorchScript module
-    /// is switched with `train()` / `eval()` when the mode changes.
+    /// is switched with `train()` / `eval()` when the mode changes. A batch the network
+    /// refuses (an image too small for its convolutions, the wrong channel count) is an error
+    /// with libtorch's message, never a panic.
+    pub fn try_forward(&self, xs: &Tensor, train: bool) -> Result<Tensor, ModelError> {
+        let result = match &self.net {
+            Net::Builtin(net) => catch_forward(|| net.forward_t(xs, train)),
+            Net::Scripted(module) => module.try_forward(xs, train),
+        };
+        result.map_err(|message| ModelError::Forward {
+            shape: xs.size(),
+            message,
+        })
+    }
+
+    /// [`try_forward`](Self::try_forward) for `tch`'s infallible [`ModuleT`] interface: a
+    /// refused batch panics with the error, which the training and evaluation loops
+    /// ([`crate::train_batches`], [`crate::evaluate_batches`]) catch and return as an error.
     pub fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
-        match &self.net {
-            Net::Builtin(net) => net.forward_t(xs, train),
-            Net::Scripted(module) => module.forward(xs, train),
-        }
+        self.try_forward(xs, train)
+            .unwrap_or_else(|error| panic!("{error}"))
     }
 
     /// The model's variables: trainable parameters and non-trainable buffers, under PyTorch's
@@ -383,6 +335,77 @@ impl ModuleT for Classifier {
     }
 }
 
+/// The label plan for a package whose head has `outputs` outputs (when known) and the task's
+/// `labels` (`None`: the package's own).
+fn plan_for(
+    package: &ModelPackage,
+    outputs: Option<usize>,
+    labels: Option<&[String]>,
+    head: HeadRule,
+) -> Result<LabelPlan, ModelError> {
+    let package_labels = package.labels();
+    let own: Vec<String>;
+    let task = match (labels, package_labels) {
+        (Some(labels), _) => labels,
+        (None, Some(known)) => known,
+        (None, None) => match outputs {
+            Some(n) => {
+                own = (0..n).map(|i| i.to_string()).collect();
+                &own
+            }
+            None => {
+                return Err(ModelError::Config {
+                    key: "id2label".into(),
+                    message: "is missing and the weights have no classifier head".into(),
+                    expected: "id2label with the model's labels".into(),
+                });
+            }
+        },
+    };
+    plan_labels(package_labels, outputs, task, head).map_err(ModelError::Labels)
+}
+
+/// `tensors` with the head `prefix`'s weight and bias taken from the store's fresh head,
+/// except their first `keep` rows, which stay the file's.
+fn with_head(
+    tensors: Vec<(String, Tensor)>,
+    prefix: &str,
+    vs: &nn::VarStore,
+    keep: usize,
+) -> Vec<(String, Tensor)> {
+    let dotted = format!("{prefix}.");
+    let file: Vec<(String, Tensor)> = tensors
+        .iter()
+        .filter(|(name, _)| name.starts_with(&dotted))
+        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .collect();
+    let mut merged: Vec<(String, Tensor)> = tensors
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with(&dotted))
+        .collect();
+    for (name, fresh) in named_tensors(vs)
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(&dotted))
+    {
+        let old = file.iter().find(|(n, _)| *n == name).map(|(_, t)| t);
+        let value = match old {
+            Some(old) if keep > 0 && old.size().first() == Some(&(keep as i64)) => {
+                let rows = fresh.size()[0];
+                Tensor::cat(
+                    &[
+                        old.to_kind(fresh.kind()),
+                        fresh.narrow(0, keep as i64, rows - keep as i64),
+                    ],
+                    0,
+                )
+            }
+            _ => fresh,
+        };
+        merged.push((name, value));
+    }
+    merged
+}
+
 /// `in_channels` from `config.json` (1 or 3, default 3).
 fn in_channels(package: &ModelPackage) -> Result<i64, ModelError> {
     match package.config.raw.get("in_channels") {
@@ -434,8 +457,15 @@ mod tests {
         let package = example();
         let file = read_params(&package.param_path).expect("weights");
 
-        let (kept, change) = Classifier::from_package(&package, None, 1).expect("built");
-        assert_eq!(change, HeadChange::Kept);
+        let (kept, plan) =
+            Classifier::from_package(&package, None, HeadRule::Keep, 1).expect("built");
+        assert!(matches!(
+            plan.head,
+            HeadPlan::Keep {
+                reordered: false,
+                ..
+            }
+        ));
         assert_eq!(kept.labels.len(), 10);
         let state = kept.snapshot();
         for name in ["conv1.weight", "bn2.running_var", "fc.weight"] {
@@ -448,9 +478,11 @@ mod tests {
         let labels: Vec<String> = ["benign", "malignant", "unknown"]
             .map(String::from)
             .to_vec();
-        let (rebuilt, change) =
-            Classifier::from_package(&package, Some(&labels), 1).expect("built");
-        assert_eq!(change, HeadChange::Rebuilt { from: 10, to: 3 });
+        let refused = Classifier::from_package(&package, Some(&labels), HeadRule::Keep, 1);
+        assert!(matches!(refused, Err(ModelError::Labels(_))));
+        let (rebuilt, plan) =
+            Classifier::from_package(&package, Some(&labels), HeadRule::Reset, 1).expect("built");
+        assert_eq!(plan.head, HeadPlan::Reset { from: 10 });
         assert_eq!(rebuilt.labels, labels);
         let state = rebuilt.snapshot();
         assert_eq!(value(&state, "fc.weight").size(), vec![3, 256]);
@@ -461,5 +493,55 @@ mod tests {
             false,
         );
         assert_eq!(logits.size(), vec![4, 3]);
+    }
+
+    #[test]
+    fn reordered_labels_are_mapped_and_new_ones_extend_the_head() {
+        let package = example();
+        let file = read_params(&package.param_path).expect("weights");
+        let xs = Tensor::randn([3, 1, 8, 8], (Kind::Float, Device::Cpu));
+        let (kept, _) = Classifier::from_package(&package, None, HeadRule::Keep, 1).expect("built");
+
+        let reversed: Vec<String> = (0..10).rev().map(|i| i.to_string()).collect();
+        let (mapped, plan) =
+            Classifier::from_package(&package, Some(&reversed), HeadRule::Keep, 1).expect("built");
+        assert!(matches!(
+            plan.head,
+            HeadPlan::Keep {
+                reordered: true,
+                ..
+            }
+        ));
+        assert_eq!(
+            mapped.labels, kept.labels,
+            "the package's order is the model's"
+        );
+        assert!(mapped.forward(&xs, false).equal(&kept.forward(&xs, false)));
+
+        let mut more = kept.labels.clone();
+        more.push("ten".into());
+        let (extended, plan) =
+            Classifier::from_package(&package, Some(&more), HeadRule::Extend, 1).expect("built");
+        assert_eq!(
+            plan.head,
+            HeadPlan::Extend {
+                added: vec!["ten".into()]
+            }
+        );
+        let state = extended.snapshot();
+        let weight = value(&state, "fc.weight");
+        assert_eq!(weight.size(), vec![11, 256]);
+        assert!(weight.narrow(0, 0, 10).equal(&value(&file, "fc.weight")));
+        assert!(
+            value(&state, "fc.bias")
+                .narrow(0, 0, 10)
+                .equal(&value(&file, "fc.bias"))
+        );
+        let logits = extended.forward(&xs, false);
+        let diff = (logits.narrow(1, 0, 10) - kept.forward(&xs, false))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(diff < 1e-6, "the package's outputs are kept: {diff}");
     }
 }

@@ -31,6 +31,9 @@ pub enum ModelError {
         /// What would be accepted.
         expected: String,
     },
+    /// The task's labels cannot meet the package's classifier head under the `head` rule.
+    #[error(transparent)]
+    Labels(fl_package::LabelError),
     /// The package's and the run's hyper-parameters are invalid together (each source is
     /// named).
     #[error("hyper-parameters: {0}")]
@@ -60,6 +63,26 @@ pub enum ModelError {
     /// A model implementation (an author's crate) reported a failure in its own words.
     #[error("{0}")]
     Model(String),
+    /// The network refused a batch (libtorch's message: an image too small for its
+    /// convolutions, the wrong channel count).
+    #[error("the model could not run on a batch of shape {shape:?}: {message}")]
+    Forward {
+        /// The batch's shape, `[N, C, H, W]`.
+        shape: Vec<i64>,
+        /// libtorch's message.
+        message: String,
+    },
+    /// Training produced a loss or a weight that is not finite: the run stops, and nothing
+    /// non-finite is kept, sent or written.
+    #[error(
+        "training diverged: {what} is not finite ({at}); lower the learning rate, or check the data and the weights it started from"
+    )]
+    NonFinite {
+        /// The loss, or the tensor by name (`the weight `bn1.running_var``).
+        what: String,
+        /// Where: the epoch and batch, or the step (`after epoch 3`, `in the update`).
+        at: String,
+    },
     /// A dataset split the task needs is empty.
     #[error("the dataset's {split} split is empty; {hint}")]
     EmptySplit {

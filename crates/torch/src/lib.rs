@@ -6,6 +6,8 @@
 mod classifier;
 mod error;
 mod exchange;
+mod guard;
+mod jit_module;
 mod models;
 mod params;
 mod participant;
@@ -15,7 +17,7 @@ mod scaffold;
 pub mod torchscript;
 mod train;
 
-pub use classifier::{Classifier, HeadChange};
+pub use classifier::Classifier;
 pub use error::ModelError;
 pub use exchange::{
     WeightExchange, classifier_weights, dtype_of_kind, from_tensor_set, kind_of_dtype,
@@ -23,7 +25,11 @@ pub use exchange::{
 };
 /// The hyper-parameters of training, specified in `fl_package` (re-exported here for model
 /// authors, who build optimisers from them with [`build_optimizer`]).
-pub use fl_package::{HyperParameterValues, HyperParameters, LrSchedule, Optimizer, Origin};
+pub use fl_package::{
+    HeadPlan, HeadRule, HyperParameterValues, HyperParameters, LabelPlan, LrSchedule, Optimizer,
+    Origin,
+};
+pub use guard::catch_forward;
 pub use models::{ResNetDepth, resnet, small_cnn};
 pub use params::{
     ALLOWED_GLOBALS, LoadReport, ParamError, ParamFile, ShapeMismatch, StrictMismatch,
@@ -36,5 +42,6 @@ pub use registry::{
 };
 pub use scaffold::{NewWeights, new_model_weights};
 pub use train::{
-    Metrics, batch_tensors, build_optimizer, evaluate, evaluate_batches, train_batches, train_epoch,
+    Metrics, batch_tensors, build_optimizer, check_finite, evaluate, evaluate_batches,
+    first_non_finite, train_batches, train_epoch,
 };

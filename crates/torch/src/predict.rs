@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use fl_data::{DataError, Preprocessor};
+use fl_data::{Image, Preprocessor};
 use serde::Serialize;
 use tch::{Kind, Tensor};
 
@@ -23,72 +23,93 @@ pub struct Scored {
 pub struct Prediction {
     /// The image file.
     pub path: PathBuf,
-    /// Top-k labels, most probable first; the error when the image could not be read.
-    pub outcome: Result<Vec<Scored>, DataError>,
+    /// Top-k labels, most probable first; the error when the image could not be read, the
+    /// model refused it, or its output was not finite.
+    pub outcome: Result<Vec<Scored>, ModelError>,
 }
 
 /// Predicts the `top_k` most probable labels of each image, `batch_size` images at a time.
-/// An unreadable image gets its error and does not stop the others.
+/// Each image gets its own outcome: an unreadable image, one the model refuses (too small
+/// for its convolutions) or one whose output is not finite gets its error and does not stop
+/// the others.
 pub fn predict(
     model: &Classifier,
     preprocessor: &Preprocessor,
     paths: &[PathBuf],
     top_k: usize,
     batch_size: usize,
-) -> Result<Vec<Prediction>, ModelError> {
+) -> Vec<Prediction> {
     let mut out: Vec<Prediction> = Vec::with_capacity(paths.len());
     for chunk in paths.chunks(batch_size.max(1)) {
         let mut images = Vec::new();
         let mut slots = Vec::new();
         for path in chunk {
-            match preprocessor.load(path, None) {
+            let outcome = match preprocessor.load(path, None) {
                 Ok(image) => {
                     slots.push(out.len());
                     images.push(image);
-                    out.push(Prediction {
-                        path: path.clone(),
-                        outcome: Ok(Vec::new()),
-                    });
+                    Ok(Vec::new())
                 }
-                Err(error) => out.push(Prediction {
-                    path: path.clone(),
-                    outcome: Err(error),
-                }),
-            }
+                Err(error) => Err(ModelError::Data(error)),
+            };
+            out.push(Prediction {
+                path: path.clone(),
+                outcome,
+            });
         }
-        // Images of different sizes are run one by one.
-        let groups: Vec<Vec<usize>> = if images.windows(2).all(|w| w[0].shape() == w[1].shape()) {
-            vec![(0..images.len()).collect()]
-        } else {
-            (0..images.len()).map(|i| vec![i]).collect()
+        // Images of one size run together; should the model refuse the batch, each image is
+        // run alone so that the others still get their predictions.
+        let same_size = images.windows(2).all(|w| w[0].shape() == w[1].shape());
+        let together: Vec<usize> = (0..images.len()).collect();
+        let scored = match same_size.then(|| score(model, &images, &together, top_k)) {
+            Some(Ok(rows)) => rows.into_iter().map(Ok).collect(),
+            _ => together
+                .iter()
+                .map(|&i| score(model, &images, &[i], top_k).map(|mut rows| rows.remove(0)))
+                .collect::<Vec<_>>(),
         };
-        for group in groups {
-            if group.is_empty() {
-                continue;
-            }
-            let [c, h, w] = images[group[0]].shape();
-            let mut data = Vec::with_capacity(group.len() * c * h * w);
-            for &i in &group {
-                data.extend_from_slice(&images[i].data);
-            }
-            let xs =
-                Tensor::from_slice(&data).view([group.len() as i64, c as i64, h as i64, w as i64]);
-            let probabilities = tch::no_grad(|| model.forward(&xs, false).softmax(-1, Kind::Float));
-            let k = top_k.clamp(1, model.labels.len()) as i64;
-            let (values, indices) = probabilities.topk(k, -1, true, true);
-            for (row, &i) in group.iter().enumerate() {
-                let scored = (0..k)
-                    .map(|j| {
-                        let index = indices.int64_value(&[row as i64, j]) as usize;
-                        Scored {
-                            label: model.labels.get(index).cloned().unwrap_or_default(),
-                            probability: values.double_value(&[row as i64, j]),
-                        }
-                    })
-                    .collect();
-                out[slots[i]].outcome = Ok(scored);
-            }
+        for (i, outcome) in scored.into_iter().enumerate() {
+            out[slots[i]].outcome = outcome;
         }
     }
-    Ok(out)
+    out
+}
+
+/// The top-k labels of each image of `group` (images of one size), run as one batch.
+fn score(
+    model: &Classifier,
+    images: &[Image],
+    group: &[usize],
+    top_k: usize,
+) -> Result<Vec<Vec<Scored>>, ModelError> {
+    let [c, h, w] = images[group[0]].shape();
+    let mut data = Vec::with_capacity(group.len() * c * h * w);
+    for &i in group {
+        data.extend_from_slice(&images[i].data);
+    }
+    let xs = Tensor::from_slice(&data).view([group.len() as i64, c as i64, h as i64, w as i64]);
+    let logits = tch::no_grad(|| model.try_forward(&xs, false))?;
+    let probabilities = logits.f_softmax(-1, Kind::Float)?;
+    let k = top_k.clamp(1, model.labels.len()) as i64;
+    let (values, indices) = probabilities.f_topk(k, -1, true, true)?;
+    (0..group.len() as i64)
+        .map(|row| {
+            (0..k)
+                .map(|j| {
+                    let probability = values.f_double_value(&[row, j])?;
+                    if !probability.is_finite() {
+                        return Err(ModelError::NonFinite {
+                            what: "the model's output".into(),
+                            at: "prediction".into(),
+                        });
+                    }
+                    let index = indices.f_int64_value(&[row, j])? as usize;
+                    Ok(Scored {
+                        label: model.labels.get(index).cloned().unwrap_or_default(),
+                        probability,
+                    })
+                })
+                .collect()
+        })
+        .collect()
 }

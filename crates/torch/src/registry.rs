@@ -3,6 +3,7 @@
 
 use fl_package::ModelCatalog;
 use tch::nn::{self, ModuleT};
+use tch::{Kind, Tensor};
 
 use crate::models::{ResNetDepth, resnet, small_cnn};
 
@@ -35,6 +36,64 @@ pub struct BuiltinModel {
     pub head: &'static str,
     /// Its constructor.
     pub build: BuildFn,
+}
+
+/// The suffix of BatchNorm's counter of training batches, as PyTorch names it.
+pub(crate) const BATCH_COUNTER: &str = "num_batches_tracked";
+
+impl BuiltinModel {
+    /// Builds the model's variables in `vs` (at its root) and returns the network, with
+    /// PyTorch's BatchNorm counters: a non-trainable `int64` scalar
+    /// `<prefix>.num_batches_tracked` beside every `<prefix>.running_mean` (tch's BatchNorm has
+    /// none), which every forward pass in training mode increments by one, as PyTorch's does.
+    /// So the model's state dict has torchvision's names and entries, counters included.
+    pub fn instantiate(&self, vs: &nn::VarStore, spec: ModelSpec) -> Box<dyn ModuleT + Send> {
+        let net = (self.build)(&vs.root(), spec);
+        let mut counters = Vec::new();
+        let mut variables = vs.variables_.lock().unwrap_or_else(|p| p.into_inner());
+        let mut prefixes: Vec<String> = variables
+            .named_variables
+            .keys()
+            .filter_map(|name| name.strip_suffix("running_mean").map(str::to_owned))
+            .collect();
+        prefixes.sort();
+        for prefix in prefixes {
+            let counter = Tensor::zeros([], (Kind::Int64, vs.device()));
+            counters.push(counter.shallow_clone());
+            variables
+                .named_variables
+                .insert(format!("{prefix}{BATCH_COUNTER}"), counter);
+        }
+        Box::new(Counted { net, counters })
+    }
+}
+
+/// A built-in network and its BatchNorm counters, counted per training forward pass.
+struct Counted {
+    net: Box<dyn ModuleT + Send>,
+    counters: Vec<Tensor>,
+}
+
+impl std::fmt::Debug for Counted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counted")
+            .field("counters", &self.counters.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ModuleT for Counted {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let out = self.net.forward_t(xs, train);
+        if train {
+            tch::no_grad(|| {
+                for counter in &self.counters {
+                    let _ = counter.shallow_clone().f_add_scalar_(1);
+                }
+            });
+        }
+        out
+    }
 }
 
 const BUILTINS: &[BuiltinModel] = &[
@@ -102,7 +161,7 @@ mod tests {
                 in_channels: 1,
                 num_classes: 7,
             };
-            let net = (model.build)(&vs.root(), spec);
+            let net = model.instantiate(&vs, spec);
             let xs = Tensor::randn([2, 1, size, size], (Kind::Float, Device::Cpu));
             let logits = net.forward_t(&xs, false);
             assert_eq!(logits.size(), vec![2, 7], "{}", model.class);
@@ -113,15 +172,15 @@ mod tests {
     #[test]
     fn resnet18_has_torchvisions_parameter_names() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let _net = (find_builtin(BUILTIN_MODULE, "ResNet18")
+        let net = find_builtin(BUILTIN_MODULE, "ResNet18")
             .expect("registered")
-            .build)(
-            &vs.root(),
-            ModelSpec {
-                in_channels: 3,
-                num_classes: 1000,
-            },
-        );
+            .instantiate(
+                &vs,
+                ModelSpec {
+                    in_channels: 3,
+                    num_classes: 1000,
+                },
+            );
         let names = vs.variables();
         for name in [
             "conv1.weight",
@@ -132,8 +191,18 @@ mod tests {
         ] {
             assert!(names.contains_key(name), "missing {name}");
         }
-        // torchvision's 122 state-dict entries minus the 20 `num_batches_tracked` counters.
-        assert_eq!(names.len(), 102);
+        // torchvision's 122 state-dict entries, the 20 `num_batches_tracked` counters included.
+        assert_eq!(names.len(), 122);
+        assert_eq!(
+            names["layer1.0.bn1.num_batches_tracked"].kind(),
+            Kind::Int64
+        );
+        let xs = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let _ = net.forward_t(&xs, true);
+        let _ = net.forward_t(&xs, true);
+        let _ = net.forward_t(&xs, false);
+        let counted = vs.variables()["layer4.1.bn2.num_batches_tracked"].int64_value(&[]);
+        assert_eq!(counted, 2, "two training passes counted, evaluation not");
         let params: i64 = vs
             .trainable_variables()
             .iter()

@@ -39,7 +39,7 @@ pub fn new_model_weights(
 ) -> Result<(Vec<(String, Tensor)>, NewWeights), ModelError> {
     tch::manual_seed(seed);
     let mut vs = nn::VarStore::new(Device::Cpu);
-    let _net = (model.build)(&vs.root(), spec);
+    let _net = model.instantiate(&vs, spec);
     let Some(path) = pretrained else {
         return Ok((named_tensors(&vs), NewWeights::Initialised { seed }));
     };

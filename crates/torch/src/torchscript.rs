@@ -14,50 +14,30 @@
 //!
 //! # Buffers (BatchNorm running statistics and the like)
 //!
-//! A scripted module's buffers are not parameters, and neither tch nor libtorch's C API that
-//! tch wraps can list them (there is no `named_buffers`, and a module cannot be turned into an
-//! object whose attributes tch could read). Keeping them only inside the module and saving the
-//! module with `CModule::save` was rejected: weights would then travel in two places, a
-//! snapshot would not contain the statistics that eval mode computes with, so the same weights
-//! would give different eval logits in PyTorch and in the engine, and federated averaging could
-//! not exchange them. Keeping them local (FedBN) is a training policy, not a storage format;
-//! it remains possible on top of this design.
-//!
-//! The decision: a scripted module that has buffers exports an accessor, [`BUFFERS_METHOD`],
-//! returning its buffers themselves (not copies) by state-dict name. It is the same few lines
-//! for every model, because TorchScript unrolls `named_modules()`:
-//!
-//! ```python
-//! from typing import Dict
-//! from torch import Tensor
-//!
-//! @torch.jit.export
-//! def fedengine_buffers(self) -> Dict[str, Tensor]:
-//!     out: Dict[str, Tensor] = {}
-//!     for prefix, module in self.named_modules():
-//!         for name, buffer in module.named_buffers():
-//!             out[prefix + "." + name if prefix != "" else name] = buffer
-//!     return out
-//! ```
-//!
-//! (a method of the model class, or assigned to it before scripting:
-//! `Net.fedengine_buffers = torch.jit.export(fedengine_buffers)`). The engine calls it through
-//! `CModule::method_is` and registers the returned tensors in the [`VarStore`] as non-trainable
-//! variables under those names, exactly as tch's own BatchNorm registers `running_mean`. Since
-//! they alias the module's buffers, BatchNorm's in-place updates in training mode show in every
-//! snapshot, and copying into them (strict loading, restore) changes what the module computes
-//! with. The accessor is called again before every snapshot, restore and save, so a module that
-//! assigns a new tensor to a buffer attribute is followed too. Two calls must return the same
-//! storage for every buffer: an accessor returning copies is refused.
+//! A module's buffers are listed by libtorch itself (`torch::jit::Module::named_buffers`,
+//! reached through the crate's small C++ shim, since tch's C API has no such call), so a module
+//! scripted or traced the ordinary way (`torch.jit.script(model).save(path)`,
+//! `torch.jit.trace(model, example).save(path)`) needs nothing added. The buffers are
+//! registered in the [`VarStore`] as non-trainable variables under their state-dict names
+//! (`bn1.running_mean`, `bn1.num_batches_tracked`), exactly as tch's own BatchNorm registers
+//! `running_mean`; they are the module's tensors, not copies, so BatchNorm's in-place updates in
+//! training mode show in every snapshot, and copying into them (strict loading, restore)
+//! changes what the module computes with. The buffers are listed again before every snapshot,
+//! restore and save, so a module that assigns a new tensor to a buffer attribute is followed
+//! too. Keeping buffers only inside the module was rejected: a snapshot would then lack the
+//! statistics that eval mode computes with, and federated averaging could not exchange them.
 //!
 //! So a snapshot and a saved param file hold every parameter and buffer under PyTorch's names
-//! (including BatchNorm's `num_batches_tracked`), `model.load_state_dict(weights, strict=True)`
-//! accepts it both on the eager PyTorch model and on the scripted module, and both give the
-//! engine's eval logits. The package's `param_file` is loaded strictly into the same set, so a
-//! file written by `torch.save(model.state_dict())` or by safetensors works. A module without
-//! buffers needs no accessor; one whose code declares buffers but has no accessor is refused
-//! with the recipe above. The accessor decides what is exchanged: a non-persistent buffer it
-//! returns must also be in the param file.
+//! (including BatchNorm's `num_batches_tracked`, an integer counter that federated averaging
+//! does not average but takes the element-wise maximum of), `model.load_state_dict(weights,
+//! strict=True)` accepts it both on the eager PyTorch model and on the scripted module, and both
+//! give the engine's eval logits. The package's `param_file` is loaded strictly into the same
+//! set, so a file written by `torch.save(model.state_dict())` or by safetensors works.
+//!
+//! A traced module records the operations of one call in the mode it was traced in: a module
+//! traced in evaluation mode keeps using BatchNorm's running statistics (and no Dropout) while
+//! it is fine-tuned, as it would in PyTorch. Script a module (`torch.jit.script`) to train it
+//! with batch statistics.
 //!
 //! # `entry_class`
 //!
@@ -65,30 +45,16 @@
 //! `__torch__.Net` or `__torch__.models.___torch_mangle_3.Net`) and `entry_class` must name it:
 //! the class name alone (`Net`) or with its Python module (`models.Net`).
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use tch::Tensor;
 use tch::nn::VarStore;
-use tch::{CModule, IValue, TchError, Tensor};
 
 use crate::error::ModelError;
-
-/// The method a scripted module with buffers exports so that the engine can read and write
-/// them: `def fedengine_buffers(self) -> Dict[str, Tensor]`, returning the buffers themselves by
-/// state-dict name (see the [module documentation](self)).
-pub const BUFFERS_METHOD: &str = "fedengine_buffers";
-
-/// The Python lines that define [`BUFFERS_METHOD`], for messages.
-const BUFFERS_RECIPE: &str = "@torch.jit.export\n\
-     def fedengine_buffers(self) -> Dict[str, Tensor]:\n    \
-     out: Dict[str, Tensor] = {}\n    \
-     for prefix, module in self.named_modules():\n        \
-     for name, buffer in module.named_buffers():\n            \
-     out[prefix + \".\" + name if prefix != \"\" else name] = buffer\n    \
-     return out";
+use crate::jit_module::JitModule;
 
 /// The largest `data.pkl` prefix and code file read from an archive (bytes).
 const MAX_CODE_BYTES: u64 = 16 << 20;
@@ -98,23 +64,15 @@ const MAX_CODE_BYTES: u64 = 16 << 20;
 pub(crate) struct ArchiveInfo {
     /// The module's TorchScript type name, e.g. `__torch__.Net`.
     pub type_name: String,
-    /// Whether any class of the archive declares buffers (`__buffers__ = ["..."]`).
-    pub has_buffers: bool,
-    /// Whether a class of the archive defines [`BUFFERS_METHOD`].
-    pub has_accessor: bool,
 }
 
-/// Reads the module's type name and whether it has buffers and the accessor from a TorchScript
-/// archive (a zip with `<name>/data.pkl` and `<name>/code/**.py`).
+/// Reads the module's type name from a TorchScript archive (a zip with `<name>/data.pkl` and `<name>/code/**.py`).
 pub(crate) fn inspect_archive(path: &Path) -> Result<ArchiveInfo, String> {
     let file = File::open(path).map_err(|e| format!("cannot be opened: {e}"))?;
     let mut zip = zip::ZipArchive::new(BufReader::new(file))
         .map_err(|e| format!("is not a zip archive ({e}), so not a TorchScript module"))?;
     let mut type_name = None;
-    let mut has_buffers = false;
-    let mut has_accessor = false;
     let mut has_code = false;
-    let accessor = format!("def {BUFFERS_METHOD}(self");
     for index in 0..zip.len() {
         let entry = zip
             .by_index(index)
@@ -149,14 +107,6 @@ pub(crate) fn inspect_archive(path: &Path) -> Result<ArchiveInfo, String> {
             );
         } else {
             has_code = true;
-            let text = String::from_utf8_lossy(&bytes);
-            for line in text.lines() {
-                let line = line.trim();
-                if let Some(rest) = line.strip_prefix("__buffers__ = [") {
-                    has_buffers |= rest.trim() != "]";
-                }
-                has_accessor |= line.starts_with(&accessor);
-            }
         }
     }
     let type_name = type_name.ok_or_else(|| {
@@ -170,11 +120,7 @@ pub(crate) fn inspect_archive(path: &Path) -> Result<ArchiveInfo, String> {
              which needs Python to run; export it with torch.jit.script(model).save(path)"
         ));
     }
-    Ok(ArchiveInfo {
-        type_name,
-        has_buffers,
-        has_accessor,
-    })
+    Ok(ArchiveInfo { type_name })
 }
 
 /// The class a TorchScript `data.pkl` starts with: `PROTO n`, then `GLOBAL module\nname\n`.
@@ -203,16 +149,6 @@ pub(crate) fn class_matches(entry_class: &str, type_name: &str) -> bool {
     entry_class == type_name || entry_class == plain || plain.ends_with(&format!(".{entry_class}"))
 }
 
-/// The first line of a libtorch message (the rest is a C++ backtrace).
-fn first_line(error: &TchError) -> String {
-    let text = error.to_string();
-    text.lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or(&text)
-        .to_owned()
-}
-
 fn entry_error(path: &Path, message: String, expected: &str) -> ModelError {
     ModelError::Config {
         key: "entry_file".into(),
@@ -222,7 +158,7 @@ fn entry_error(path: &Path, message: String, expected: &str) -> ModelError {
 }
 
 struct Live {
-    module: CModule,
+    module: JitModule,
     /// The mode last set: `Some(true)` training, `Some(false)` evaluation.
     training: Option<bool>,
 }
@@ -252,9 +188,10 @@ impl std::fmt::Debug for ScriptedModule {
 impl ScriptedModule {
     /// Loads the TorchScript module at `path` on the CPU, checks that `entry_class` names its
     /// class, and registers its parameters (trainable when they require gradients) and its
-    /// buffers (through [`BUFFERS_METHOD`]) in `vs` under their PyTorch names.
+    /// buffers (non-trainable) in `vs` under their PyTorch names.
     pub fn load(path: &Path, entry_class: &str, vs: &VarStore) -> Result<Self, ModelError> {
-        let recipe = "a TorchScript module saved by torch.jit.script(model).save(path)";
+        let recipe = "a TorchScript module saved by torch.jit.script(model).save(path) or \
+                      torch.jit.trace(model, example).save(path)";
         let info = inspect_archive(path).map_err(|m| entry_error(path, m, recipe))?;
         if !class_matches(entry_class, &info.type_name) {
             return Err(ModelError::Config {
@@ -267,52 +204,11 @@ impl ScriptedModule {
                 expected: "the scripted model's class name, e.g. `Net` for `__torch__.Net`".into(),
             });
         }
-        if info.has_buffers && !info.has_accessor {
-            return Err(entry_error(
-                path,
-                format!(
-                    "has buffers (such as BatchNorm running statistics) but does not export \
-                     `{BUFFERS_METHOD}`, through which the engine reads, exchanges and saves them; \
-                     add to the model class before scripting:\n{BUFFERS_RECIPE}\n"
-                ),
-                "a scripted module without buffers, or one exporting fedengine_buffers",
-            ));
-        }
-        let module = CModule::load_on_device(path, vs.device()).map_err(|e| {
-            entry_error(
-                path,
-                format!("cannot be loaded by libtorch: {}", first_line(&e)),
-                recipe,
-            )
-        })?;
-        let named = module.named_parameters()?;
-        let buffers = if info.has_accessor {
-            let first = call_accessor(&module).map_err(|m| entry_error(path, m, recipe))?;
-            let second = call_accessor(&module).map_err(|m| entry_error(path, m, recipe))?;
-            let params: HashSet<&str> = named.iter().map(|(n, _)| n.as_str()).collect();
-            for ((name, a), (_, b)) in first.iter().zip(&second) {
-                if params.contains(name.as_str()) {
-                    return Err(entry_error(
-                        path,
-                        format!("returns the parameter `{name}` from `{BUFFERS_METHOD}`"),
-                        "buffers only: parameters are found by the engine",
-                    ));
-                }
-                if a.numel() > 0 && a.data_ptr() != b.data_ptr() {
-                    return Err(entry_error(
-                        path,
-                        format!(
-                            "returns a copy of the buffer `{name}` from `{BUFFERS_METHOD}`; \
-                             the engine must get the buffers themselves to write them"
-                        ),
-                        "`out[name] = buffer`, without clone(), detach() or arithmetic",
-                    ));
-                }
-            }
-            first
-        } else {
-            Vec::new()
-        };
+        let libtorch =
+            |m: String| entry_error(path, format!("cannot be loaded by libtorch: {m}"), recipe);
+        let module = JitModule::load(path).map_err(|m| libtorch(first_line(&m)))?;
+        let named = module.named_parameters().map_err(libtorch)?;
+        let buffers = module.named_buffers().map_err(libtorch)?;
 
         let root = vs.root();
         let mut parameters = Vec::with_capacity(named.len());
@@ -322,12 +218,10 @@ impl ScriptedModule {
             let placeholder = format!("fedengine_parameter_{index}");
             let trainable = tensor.requires_grad();
             let _ = root.add(&placeholder, tensor, trainable);
-            let mut variables = vs.variables_.lock().expect("var store lock");
-            let var = variables
-                .named_variables
-                .remove(&placeholder)
-                .expect("just added");
-            variables.named_variables.insert(name.clone(), var);
+            let mut variables = vs.variables_.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(var) = variables.named_variables.remove(&placeholder) {
+                variables.named_variables.insert(name.clone(), var);
+            }
             parameters.push(name);
         }
         let scripted = Self {
@@ -359,38 +253,24 @@ impl ScriptedModule {
         &self.parameters
     }
 
-    /// The buffers' names as [`BUFFERS_METHOD`] returns them.
+    /// The buffers' PyTorch names (BatchNorm's `running_mean`, `running_var` and
+    /// `num_batches_tracked`, and any buffer the model registers), in the module's order.
     pub fn buffer_names(&self) -> &[String] {
         &self.buffers
     }
 
     /// Runs `forward` on a batch in training mode (BatchNorm batch statistics and updated
     /// running averages, Dropout active) or evaluation mode, set on the module (`train()` /
-    /// `eval()`, recursively) when it changes.
-    pub fn try_forward(&self, xs: &Tensor, train: bool) -> Result<Tensor, TchError> {
+    /// `eval()`, recursively) when it changes. Fails with libtorch's message (first line).
+    pub fn try_forward(&self, xs: &Tensor, train: bool) -> Result<Tensor, String> {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         if live.training != Some(train) {
-            if train {
-                live.module.f_set_train()?;
-            } else {
-                live.module.f_set_eval()?;
-            }
+            live.module
+                .set_training(train)
+                .map_err(|m| first_line(&m))?;
             live.training = Some(train);
         }
-        live.module.forward_ts(&[xs])
-    }
-
-    /// [`try_forward`](Self::try_forward), panicking with libtorch's message on failure (as
-    /// tch's built-in layers do).
-    pub fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.try_forward(xs, train).unwrap_or_else(|e| {
-            panic!(
-                "TorchScript module `{}`: forward on a batch of shape {:?} failed: {}",
-                self.path.display(),
-                xs.size(),
-                first_line(&e)
-            )
-        })
+        live.module.forward(xs).map_err(|m| first_line(&m))
     }
 
     /// Points the buffer variables of `vs` at the module's current buffer tensors (a module may
@@ -401,9 +281,9 @@ impl ScriptedModule {
         }
         let buffers = {
             let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-            call_accessor(&live.module)
+            live.module.named_buffers()
         }
-        .map_err(|m| entry_error(&self.path, m, "a stable fedengine_buffers"))?;
+        .map_err(|m| entry_error(&self.path, m, "a module whose buffers libtorch can list"))?;
         self.register_buffers(vs, buffers)
     }
 
@@ -416,13 +296,11 @@ impl ScriptedModule {
         if names != self.buffers.iter().map(String::as_str).collect::<Vec<_>>() {
             return Err(entry_error(
                 &self.path,
-                format!(
-                    "returned other buffers from `{BUFFERS_METHOD}` than when it was loaded: {names:?}"
-                ),
-                "the same buffer names on every call",
+                format!("has other buffers than when it was loaded: {names:?}"),
+                "a module that keeps its buffers (it may assign new tensors to them)",
             ));
         }
-        let mut variables = vs.variables_.lock().expect("var store lock");
+        let mut variables = vs.variables_.lock().unwrap_or_else(|p| p.into_inner());
         for (name, tensor) in buffers {
             variables.named_variables.insert(name, tensor);
         }
@@ -430,36 +308,14 @@ impl ScriptedModule {
     }
 }
 
-/// Calls [`BUFFERS_METHOD`] and returns its `(name, tensor)` pairs in the dict's order.
-fn call_accessor(module: &CModule) -> Result<Vec<(String, Tensor)>, String> {
-    let expected = "a Dict[str, Tensor] of buffers";
-    let value = module
-        .method_is::<IValue>(BUFFERS_METHOD, &[])
-        .map_err(|e| format!("failed in `{BUFFERS_METHOD}()`: {}", first_line(&e)))?;
-    let IValue::GenericDict(entries) = value else {
-        return Err(format!(
-            "returned something other than {expected} from `{BUFFERS_METHOD}()`"
-        ));
-    };
-    let mut seen = HashSet::new();
-    let mut out = Vec::with_capacity(entries.len());
-    for (key, value) in entries {
-        match (key, value) {
-            (IValue::String(name), IValue::Tensor(tensor)) if !name.is_empty() => {
-                if !seen.insert(name.clone()) {
-                    return Err(format!("returned `{name}` twice from `{BUFFERS_METHOD}()`"));
-                }
-                out.push((name, tensor));
-            }
-            _ => {
-                return Err(format!(
-                    "returned an entry other than a non-empty name and a tensor from \
-                     `{BUFFERS_METHOD}()` (expected {expected})"
-                ));
-            }
-        }
-    }
-    Ok(out)
+/// The first line of a libtorch message (the rest may be a C++ backtrace or TorchScript's
+/// source excerpt).
+fn first_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or(text)
+        .to_owned()
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use tch::{Kind, Tensor};
 
 use crate::classifier::Classifier;
 use crate::error::ModelError;
+use crate::guard::catch_forward;
 
 /// Builds the optimiser the hyper-parameters name over a variable store's trainable
 /// variables, with their base learning rate (the schedule sets each epoch's).
@@ -98,21 +99,77 @@ pub fn train_epoch(
 
 /// Trains a module on batches of images `[N, C, H, W]` (f32) and class indices `[N]`
 /// (i64): mean cross-entropy, one optimiser step per batch, in training mode.
+///
+/// A batch the network refuses is an error naming its shape ([`ModelError::Forward`]), and a
+/// loss that is not finite stops training before the optimiser steps, naming the batch
+/// (1-based) as [`ModelError::NonFinite`]; check the weights themselves with
+/// [`check_finite`] after the epoch.
 pub fn train_batches(
     model: &dyn nn::ModuleT,
     optimizer: &mut nn::Optimizer,
     batches: impl Iterator<Item = Result<(Tensor, Tensor), ModelError>>,
 ) -> Result<Metrics, ModelError> {
     let mut totals = Totals::default();
-    for batch in batches {
+    for (index, batch) in batches.enumerate() {
         let (xs, ys) = batch?;
-        let logits = model.forward_t(&xs, true);
+        let logits = forward_checked(model, &xs, true)?;
         let loss =
             logits.f_cross_entropy_loss::<Tensor>(&ys, None, tch::Reduction::Mean, -100, 0.0)?;
+        let value = loss.f_double_value(&[])?;
+        if !value.is_finite() {
+            return Err(ModelError::NonFinite {
+                what: format!("the loss ({value})"),
+                at: format!("batch {}", index + 1),
+            });
+        }
         optimizer.backward_step(&loss);
         tch::no_grad(|| totals.add(&logits, &ys, &loss))?;
     }
     Ok(totals.metrics())
+}
+
+/// Runs `model` on `xs`, turning a refused batch (a panic in tch's layers) into
+/// [`ModelError::Forward`].
+fn forward_checked(
+    model: &dyn nn::ModuleT,
+    xs: &Tensor,
+    train: bool,
+) -> Result<Tensor, ModelError> {
+    catch_forward(|| model.forward_t(xs, train)).map_err(|message| ModelError::Forward {
+        shape: xs.size(),
+        message,
+    })
+}
+
+/// The first variable of `vs` (by name) holding a value that is not finite (NaN or
+/// infinite), if any; integer variables are always finite.
+pub fn first_non_finite(vs: &nn::VarStore) -> Option<String> {
+    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    variables.into_iter().find_map(|(name, tensor)| {
+        let float = matches!(
+            tensor.kind(),
+            Kind::Half | Kind::BFloat16 | Kind::Float | Kind::Double
+        );
+        let finite = || {
+            tch::no_grad(|| tensor.f_isfinite().and_then(|t| t.f_all()))
+                .and_then(|t| t.f_int64_value(&[]))
+                .is_ok_and(|all| all != 0)
+        };
+        (float && !finite()).then_some(name)
+    })
+}
+
+/// Fails with [`ModelError::NonFinite`] naming the first variable of `vs` that is not finite,
+/// and `at` (when the check ran: `after epoch 3`).
+pub fn check_finite(vs: &nn::VarStore, at: impl FnOnce() -> String) -> Result<(), ModelError> {
+    match first_non_finite(vs) {
+        None => Ok(()),
+        Some(name) => Err(ModelError::NonFinite {
+            what: format!("the weight `{name}`"),
+            at: at(),
+        }),
+    }
 }
 
 /// Evaluates the model (evaluation mode, no gradients).
@@ -133,7 +190,7 @@ pub fn evaluate_batches(
     tch::no_grad(|| {
         for batch in batches {
             let (xs, ys) = batch?;
-            let logits = model.forward_t(&xs, false);
+            let logits = forward_checked(model, &xs, false)?;
             let loss = logits.f_cross_entropy_loss::<Tensor>(
                 &ys,
                 None,

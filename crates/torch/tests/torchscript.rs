@@ -10,10 +10,9 @@ use std::process::Command;
 
 use common::{fixtures, max_abs_diff, python, tensor};
 use fl_package::ModelPackage;
-use fl_torch::torchscript::BUFFERS_METHOD;
 use fl_torch::{
-    Classifier, HeadChange, HyperParameters, ModelError, Origin, build_optimizer, builtin_catalog,
-    read_params, write_safetensors,
+    Classifier, HeadPlan, HeadRule, HyperParameters, LabelPlan, ModelError, Origin,
+    build_optimizer, builtin_catalog, read_params, write_safetensors,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -110,7 +109,7 @@ fn untrained_module_and_state_dict_param_file_give_pytorchs_eval_logits() {
     )
     .expect("loads");
     assert_eq!(module.type_name(), "__torch__.ScriptedCnn");
-    let logits = tch::no_grad(|| module.forward(&xs, false));
+    let logits = tch::no_grad(|| module.try_forward(&xs, false)).expect("forward");
     let diff = max_abs_diff(&logits, &tensor(&io, "logits_module"));
     println!("module as saved: max |engine - PyTorch| eval logit = {diff:e}");
     assert!(diff <= 1e-5, "module as saved differs by {diff}");
@@ -119,8 +118,9 @@ fn untrained_module_and_state_dict_param_file_give_pytorchs_eval_logits() {
     // OrderedDict state dict, BatchNorm statistics and counters included.
     let dir = tempfile::tempdir().expect("tempdir");
     let package = fixture_package(dir.path());
-    let (model, change) = Classifier::from_package(&package, Some(&labels()), 1).expect("built");
-    assert_eq!(change, HeadChange::Kept);
+    let (model, change) =
+        Classifier::from_package(&package, Some(&labels()), HeadRule::Keep, 1).expect("built");
+    assert!(matches!(change.head, HeadPlan::Keep { .. }), "{change}");
     assert_eq!((model.spec.in_channels, model.spec.num_classes), (3, 4));
     let logits = eval_logits(&model, &xs);
     let diff = max_abs_diff(&logits, &tensor(&io, "logits_state_dict"));
@@ -156,7 +156,8 @@ fn untrained_module_and_state_dict_param_file_give_pytorchs_eval_logits() {
 fn trains_through_torchscript_and_pytorch_loads_the_result_with_the_same_logits() {
     let dir = tempfile::tempdir().expect("tempdir");
     let package = fixture_package(&dir.path().join("package"));
-    let (mut model, _) = Classifier::from_package(&package, Some(&labels()), 3).expect("built");
+    let (mut model, _) =
+        Classifier::from_package(&package, Some(&labels()), HeadRule::Keep, 3).expect("built");
     let hp = HyperParameters::resolve(&[(Origin::Package, &package.config.hyper_parameters)])
         .expect("hyper-parameters")
         .values;
@@ -201,26 +202,11 @@ fn trains_through_torchscript_and_pytorch_loads_the_result_with_the_same_logits(
     // scripted module in PyTorch, and both give the engine's eval logits.
     let weights = dir.path().join("trained.safetensors");
     model.save_safetensors(&weights).expect("saved");
-    let input = dir.path().join("input.safetensors");
     let probe = Tensor::randn([5, 3, 8, 8], (Kind::Float, Device::Cpu));
-    write_safetensors(&input, &[("input".to_owned(), probe.shallow_clone())]).expect("input");
-    let out = dir.path().join("pytorch.safetensors");
-    let output = Command::new(python())
-        .arg(fixtures().join("make_torchscript_fixtures.py"))
-        .arg("--logits")
-        .args([&weights, &input, &out])
-        .output()
-        .expect("FEDENGINE_PYTHON starts");
-    assert!(
-        output.status.success(),
-        "PyTorch could not load the engine's weights:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let keys: Vec<String> = serde_json::from_slice(&output.stdout).expect("keys json");
+    let (keys, pytorch) = pytorch_logits(dir.path(), &weights, &probe);
     assert_eq!(keys, names(&after), "state-dict names");
-    let pytorch = read_params(&out).expect("PyTorch logits");
     let engine = eval_logits(&model, &probe);
-    for kind in ["eager", "scripted"] {
+    for kind in ["eager", "scripted", "traced"] {
         let diff = max_abs_diff(&engine, &tensor(&pytorch, kind));
         println!("trained, PyTorch {kind}: max |engine - PyTorch| eval logit = {diff:e}");
         assert!(diff <= 1e-5, "{kind} differs by {diff}");
@@ -235,16 +221,145 @@ fn trains_through_torchscript_and_pytorch_loads_the_result_with_the_same_logits(
         "model.safetensors",
         serde_json::json!({}),
     );
-    let (reloaded, _) = Classifier::from_package(&again, None, 0).expect("reloads");
+    let (reloaded, _) = Classifier::from_package(&again, None, HeadRule::Keep, 0).expect("reloads");
     let diff = max_abs_diff(&eval_logits(&reloaded, &probe), &engine);
     assert_eq!(diff, 0.0, "reloaded weights give other logits");
 
     // Restoring the first snapshot brings back parameters and buffers.
     model.restore(&before).expect("restored");
-    let (fresh, _) = Classifier::from_package(&package, Some(&labels()), 3).expect("built");
+    let (fresh, _) =
+        Classifier::from_package(&package, Some(&labels()), HeadRule::Keep, 3).expect("built");
     assert_eq!(
         max_abs_diff(&eval_logits(&model, &probe), &eval_logits(&fresh, &probe)),
         0.0
+    );
+}
+
+/// Runs the fixture script's `--logits` on engine-written `weights` and a probe batch: the
+/// state-dict keys PyTorch saw and its logits by model kind.
+fn pytorch_logits(
+    dir: &Path,
+    weights: &Path,
+    probe: &Tensor,
+) -> (Vec<String>, Vec<(String, Tensor)>) {
+    let input = dir.join("input.safetensors");
+    write_safetensors(&input, &[("input".to_owned(), probe.shallow_clone())]).expect("input");
+    let out = dir.join("pytorch.safetensors");
+    let output = Command::new(python())
+        .arg(fixtures().join("make_torchscript_fixtures.py"))
+        .arg("--logits")
+        .args([weights, &input, &out])
+        .output()
+        .expect("FEDENGINE_PYTHON starts");
+    assert!(
+        output.status.success(),
+        "PyTorch could not load the engine's weights:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let keys: Vec<String> = serde_json::from_slice(&output.stdout).expect("keys json");
+    (keys, read_params(&out).expect("PyTorch logits"))
+}
+
+#[test]
+fn a_traced_module_predicts_fine_tunes_and_loads_back_into_pytorch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let package = package_with(
+        &dir.path().join("package"),
+        &fixtures().join("traced_cnn.ts"),
+        "ScriptedCnn",
+        &fixtures().join("scripted_cnn_state_dict.pt"),
+        "weights.pt",
+        serde_json::json!({}),
+    );
+    let (model, change) =
+        Classifier::from_package(&package, Some(&labels()), HeadRule::Keep, 3).expect("built");
+    assert!(matches!(change.head, HeadPlan::Keep { .. }), "{change}");
+    let scripted = model.scripted().expect("a TorchScript classifier");
+    assert_eq!(
+        scripted.buffer_names().len(),
+        6,
+        "{:?}",
+        scripted.buffer_names()
+    );
+
+    let io = io();
+    let xs = tensor(&io, "input");
+    let logits = eval_logits(&model, &xs);
+    for reference in ["logits_traced", "logits_state_dict"] {
+        let diff = max_abs_diff(&logits, &tensor(&io, reference));
+        println!("traced: max |engine - PyTorch {reference}| = {diff:e}");
+        assert!(diff <= 1e-5, "{reference} differs by {diff}");
+    }
+
+    let hp = HyperParameters::resolve(&[(Origin::Package, &package.config.hyper_parameters)])
+        .expect("hyper-parameters")
+        .values;
+    let mut optimizer = build_optimizer(&hp, model.var_store()).expect("optimizer");
+    let before = model.snapshot();
+    tch::manual_seed(5);
+    let batch = Tensor::randn([16, 3, 8, 8], (Kind::Float, Device::Cpu));
+    let ys = Tensor::randint(4, [16], (Kind::Int64, Device::Cpu));
+    for _ in 0..10 {
+        let loss = model.forward(&batch, true).cross_entropy_for_logits(&ys);
+        optimizer.backward_step(&loss);
+    }
+    let after = model.snapshot();
+    for name in ["conv1.weight", "fc.weight", "bn1.weight"] {
+        let change = max_abs_diff(&tensor(&before, name), &tensor(&after, name));
+        assert!(change > 1e-4, "parameter {name} changed by {change}");
+    }
+    // Traced in evaluation mode, the module keeps computing with its running statistics.
+    assert_eq!(
+        max_abs_diff(
+            &tensor(&before, "bn1.running_mean"),
+            &tensor(&after, "bn1.running_mean")
+        ),
+        0.0
+    );
+
+    let weights = dir.path().join("trained.safetensors");
+    model.save_safetensors(&weights).expect("saved");
+    let probe = Tensor::randn([5, 3, 8, 8], (Kind::Float, Device::Cpu));
+    let (keys, pytorch) = pytorch_logits(dir.path(), &weights, &probe);
+    assert_eq!(
+        keys,
+        names(&after),
+        "every parameter and buffer, counters included"
+    );
+    let engine = eval_logits(&model, &probe);
+    for kind in ["eager", "scripted", "traced"] {
+        let diff = max_abs_diff(&engine, &tensor(&pytorch, kind));
+        println!("fine-tuned traced, PyTorch {kind}: max |engine - PyTorch| = {diff:e}");
+        assert!(diff <= 1e-5, "{kind} differs by {diff}");
+    }
+}
+
+#[test]
+fn a_batch_the_module_refuses_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let package = fixture_package(dir.path());
+    let (model, _) = Classifier::from_package(&package, None, HeadRule::Keep, 0).expect("built");
+    // A 1x1 image cannot be max-pooled by 2.
+    let tiny = Tensor::zeros([1, 3, 1, 1], (Kind::Float, Device::Cpu));
+    let text = model
+        .try_forward(&tiny, false)
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        text.contains("could not run on a batch of shape [1, 3, 1, 1]"),
+        "{text}"
+    );
+    // Wrong channels, in training mode.
+    let grey = Tensor::zeros([2, 1, 8, 8], (Kind::Float, Device::Cpu));
+    let text = model
+        .try_forward(&grey, true)
+        .expect_err("refused")
+        .to_string();
+    assert!(text.contains("[2, 1, 8, 8]"), "{text}");
+    // The module still works afterwards.
+    assert_eq!(
+        eval_logits(&model, &tensor(&io(), "input")).size(),
+        vec![4, 4]
     );
 }
 
@@ -252,7 +367,7 @@ fn trains_through_torchscript_and_pytorch_loads_the_result_with_the_same_logits(
 fn train_and_eval_modes_reach_the_module() {
     let dir = tempfile::tempdir().expect("tempdir");
     let package = fixture_package(dir.path());
-    let (model, _) = Classifier::from_package(&package, None, 5).expect("built");
+    let (model, _) = Classifier::from_package(&package, None, HeadRule::Keep, 5).expect("built");
     assert_eq!(model.labels, labels());
     let xs = tensor(&io(), "input");
     let mean = |m: &Classifier| tensor(&m.snapshot(), "bn1.running_mean");
@@ -277,7 +392,7 @@ fn train_and_eval_modes_reach_the_module() {
     assert!(max_abs_diff(&a, &eval_logits(&model, &xs)) > 1e-6);
 }
 
-fn error_of(result: Result<(Classifier, HeadChange), ModelError>) -> String {
+fn error_of(result: Result<(Classifier, LabelPlan), ModelError>) -> String {
     match result {
         Ok(_) => panic!("accepted"),
         Err(e) => e.to_string(),
@@ -289,32 +404,16 @@ fn unusable_modules_labels_and_weights_are_refused_clearly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state_dict = fixtures().join("scripted_cnn_state_dict.pt");
 
-    // BatchNorm buffers but no accessor.
-    let package = package_with(
-        &dir.path().join("no-accessor"),
-        &fixtures().join("scripted_no_accessor.ts"),
-        "PlainCnn",
-        &state_dict,
-        "weights.pt",
-        serde_json::json!({}),
-    );
-    let text = error_of(Classifier::from_package(&package, None, 0));
-    assert!(
-        text.contains(&format!("does not export `{BUFFERS_METHOD}`"))
-            && text.contains("for prefix, module in self.named_modules():"),
-        "{text}"
-    );
-
     // A pickled Python module is not TorchScript.
     let package = package_with(
         &dir.path().join("pickled"),
         &fixtures().join("pickled_module.pt"),
-        "PlainCnn",
+        "ScriptedCnn",
         &state_dict,
         "weights.pt",
         serde_json::json!({}),
     );
-    let text = error_of(Classifier::from_package(&package, None, 0));
+    let text = error_of(Classifier::from_package(&package, None, HeadRule::Keep, 0));
     assert!(
         text.contains("has no TorchScript code")
             && text.contains("torch.jit.script(model).save(path)"),
@@ -330,30 +429,44 @@ fn unusable_modules_labels_and_weights_are_refused_clearly() {
         "weights.pt",
         serde_json::json!({}),
     );
-    let text = error_of(Classifier::from_package(&package, None, 0));
+    let text = error_of(Classifier::from_package(&package, None, HeadRule::Keep, 0));
     assert!(
         text.contains("key `entry_class`") && text.contains("`__torch__.ScriptedCnn`"),
         "{text}"
     );
 
-    // The head cannot be rebuilt: the class count must match; other names are adopted.
+    // Labels are matched by name: other names are refused under `head: keep`, and a scripted
+    // head cannot be reset or extended.
     let package = fixture_package(&dir.path().join("labels"));
     let three: Vec<String> = ["x", "y", "z"].map(String::from).to_vec();
-    let text = error_of(Classifier::from_package(&package, Some(&three), 0));
+    let text = error_of(Classifier::from_package(
+        &package,
+        Some(&three),
+        HeadRule::Keep,
+        0,
+    ));
     assert!(
-        text.contains("the dataset has 3 labels but the TorchScript model has 4 classes")
-            && text.contains("the class count must match"),
+        text.contains("not in the package's id2label: `x`, `y`, `z` (id2label: a, b, c, d)"),
         "{text}"
     );
-    let renamed: Vec<String> = ["w", "x", "y", "z"].map(String::from).to_vec();
-    let (model, change) = Classifier::from_package(&package, Some(&renamed), 0).expect("built");
+    for rule in [HeadRule::Reset, HeadRule::Extend] {
+        let text = error_of(Classifier::from_package(&package, Some(&three), rule, 0));
+        assert!(
+            text.contains("cannot rebuild the head of a TorchScript module"),
+            "{text}"
+        );
+    }
+    let shuffled: Vec<String> = ["c", "a", "d", "b"].map(String::from).to_vec();
+    let (model, plan) =
+        Classifier::from_package(&package, Some(&shuffled), HeadRule::Keep, 0).expect("built");
     assert_eq!(
-        change,
-        HeadChange::Relabelled {
-            from: labels().to_vec()
+        plan.head,
+        HeadPlan::Keep {
+            reordered: true,
+            unused: vec![]
         }
     );
-    assert_eq!(model.labels, renamed);
+    assert_eq!(model.labels, labels(), "the package's order is the model's");
 
     // id2label must agree with the module's outputs.
     let package = package_with(
@@ -364,7 +477,7 @@ fn unusable_modules_labels_and_weights_are_refused_clearly() {
         "weights.pt",
         serde_json::json!({"id2label": {"0": "a", "1": "b"}}),
     );
-    let text = error_of(Classifier::from_package(&package, None, 0));
+    let text = error_of(Classifier::from_package(&package, None, HeadRule::Keep, 0));
     assert!(
         text.contains("has 2 labels but the TorchScript module outputs 4 classes"),
         "{text}"
@@ -379,7 +492,7 @@ fn unusable_modules_labels_and_weights_are_refused_clearly() {
         "weights.pt",
         serde_json::json!({"in_channels": 1}),
     );
-    let text = error_of(Classifier::from_package(&package, None, 0));
+    let text = error_of(Classifier::from_package(&package, None, HeadRule::Keep, 0));
     assert!(text.contains("[2, 1, 8, 8]"), "{text}");
 
     // The param file is strict: a missing buffer and an unknown name are both named.
@@ -399,7 +512,7 @@ fn unusable_modules_labels_and_weights_are_refused_clearly() {
         "weights.safetensors",
         serde_json::json!({}),
     );
-    let text = error_of(Classifier::from_package(&package, None, 0));
+    let text = error_of(Classifier::from_package(&package, None, HeadRule::Keep, 0));
     assert!(
         text.contains("1 missing: `block.1.running_var`")
             && text.contains("1 unexpected: `head.weight`"),
@@ -408,7 +521,7 @@ fn unusable_modules_labels_and_weights_are_refused_clearly() {
 }
 
 #[test]
-fn a_module_without_buffers_needs_no_accessor() {
+fn a_module_without_buffers_loads_with_its_parameters_only() {
     let dir = tempfile::tempdir().expect("tempdir");
     let vs = tch::nn::VarStore::new(Device::Cpu);
     let module = fl_torch::torchscript::ScriptedModule::load(
@@ -445,8 +558,9 @@ fn a_module_without_buffers_needs_no_accessor() {
     )
     .expect("preprocessor");
     let package = ModelPackage::open(&package.root, &builtin_catalog()).expect("valid");
-    let (model, change) = Classifier::from_package(&package, None, 0).expect("built");
-    assert_eq!(change, HeadChange::Kept);
+    let (model, change) =
+        Classifier::from_package(&package, None, HeadRule::Keep, 0).expect("built");
+    assert!(matches!(change.head, HeadPlan::Keep { .. }), "{change}");
     assert_eq!(model.spec.num_classes, 3);
     assert_eq!(model.var_store().trainable_variables().len(), 4);
 }
@@ -463,14 +577,14 @@ fn a_buffer_the_module_replaces_is_followed() {
     assert_eq!(module.buffer_names(), ["seen"]);
     let seen = |vs: &tch::nn::VarStore| vs.variables()["seen"].double_value(&[]);
     let xs = Tensor::ones([4, 3, 2, 2], (Kind::Float, Device::Cpu));
-    let _ = tch::no_grad(|| module.forward(&xs, true));
+    let _ = tch::no_grad(|| module.try_forward(&xs, true)).expect("forward");
     // forward assigned a new tensor to `seen`: the registered one is stale until refreshed.
     assert_eq!(seen(&vs), 0.0);
     module.refresh_buffers(&vs).expect("refreshed");
     assert_eq!(seen(&vs), 4.0);
     // Writing through the store reaches the module's current buffer.
     let _ = tch::no_grad(|| vs.variables()["seen"].shallow_clone().fill_(10.0));
-    let _ = tch::no_grad(|| module.forward(&xs, true));
+    let _ = tch::no_grad(|| module.try_forward(&xs, true)).expect("forward");
     module.refresh_buffers(&vs).expect("refreshed");
     assert_eq!(seen(&vs), 14.0);
 }

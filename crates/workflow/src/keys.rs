@@ -65,6 +65,8 @@ pub(crate) const TRAINING: Section = Section {
         "momentum",
         "weight_decay",
         "batch_size",
+        "drop_last",
+        "head",
     ],
 };
 /// The keys of a learning-rate schedule mapping, which `fl_package` checks (the JSON Schema

@@ -123,7 +123,7 @@ fn problems_of_overrides_name_them() {
              round_retries, training, threads, output, transport)",
             "--set training.learnin_rate=0.1: key `training.learnin_rate`: is not a known key; \
              did you mean `learning_rate`? (accepted: optimizer, learning_rate, lr_schedule, \
-             momentum, weight_decay, batch_size)",
+             momentum, weight_decay, batch_size, drop_last, head)",
         ]
     );
 

@@ -14,7 +14,9 @@ use fl_model::{
     DatasetDirs, EpochSummary, FineTuneJob, FineTuneOutcome, ModelContext, ModelInit, Progress,
     ProgressSink, TaskLogger, build_model,
 };
-use fl_package::{HyperParameterValues, ResultSpec, Setting, setting_line, write_model_zip};
+use fl_package::{
+    HeadRule, HyperParameterValues, ResultSpec, Setting, setting_line, write_model_zip,
+};
 use fl_torch::{Metrics, Origin, TrainerOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -47,6 +49,10 @@ pub struct FinetuneArgs {
     /// Overrides the package's `epochs` (default: the package's, else 10).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     epochs: Option<u32>,
+    /// How the package's classifier head meets the data's labels, matched by name
+    /// (default: the package's `head`, else keep): keep, reset or extend.
+    #[arg(long, value_parser = ["keep", "reset", "extend"])]
+    head: Option<String>,
     /// Memory for decoded images kept between epochs, in MiB (0 decodes every epoch).
     #[arg(long, default_value_t = fl_torch::DEFAULT_CACHE_BYTES >> 20)]
     cache_mib: usize,
@@ -225,15 +231,20 @@ pub fn run(args: FinetuneArgs) -> Result<ExitCode> {
 
 /// The command line's layer of hyper-parameters (`--epochs`).
 fn command_line_overrides(args: &FinetuneArgs) -> Vec<(Origin, HyperParameterValues)> {
-    match args.epochs {
-        Some(epochs) => vec![(
-            Origin::CommandLine,
-            HyperParameterValues {
-                epochs: Some(epochs),
-                ..HyperParameterValues::default()
-            },
-        )],
-        None => Vec::new(),
+    let head = args.head.as_deref().map(|rule| match rule {
+        "reset" => HeadRule::Reset,
+        "extend" => HeadRule::Extend,
+        _ => HeadRule::Keep,
+    });
+    let values = HyperParameterValues {
+        epochs: args.epochs,
+        head,
+        ..HyperParameterValues::default()
+    };
+    if values.is_empty() {
+        Vec::new()
+    } else {
+        vec![(Origin::CommandLine, values)]
     }
 }
 

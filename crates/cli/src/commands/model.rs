@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use fl_package::{Entry, Inspection, ModelPackage, Problems, Resize, inspect_package};
 use serde::Serialize;
@@ -17,7 +17,7 @@ pub enum ModelCommand {
     /// model and match the weights file against it, as a run would.
     ///
     /// Exits with status 1 when there is an error; warnings alone exit 0.
-    Validate(PackageArgs),
+    Validate(ValidateArgs),
     /// Create a valid package for a built-in architecture: Model Card, config.json with
     /// every hyper-parameter written out, preprocessor_config.json and weights (initialised,
     /// or torchvision's with a new head for the labels).
@@ -36,11 +36,103 @@ pub enum ModelCommand {
 /// Arguments shared by the `model` subcommands.
 #[derive(Debug, Args)]
 pub struct PackageArgs {
-    /// The package directory (README.md, config.json, weights).
+    /// The package: a directory (README.md, config.json, weights) or a `model.zip`.
     dir: PathBuf,
     /// Print machine-readable JSON instead of text.
     #[arg(long)]
     json: bool,
+}
+
+/// Arguments of `engine model validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    package: PackageArgs,
+    /// Also check a dataset directory against the model, as a run would: every image decoded
+    /// whole (a file a run would leave out is listed with the reason), and the data's labels
+    /// matched to the package's head by name under its `head` rule.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+}
+
+/// The package directory to inspect: `path` itself, or a `model.zip` unpacked into a scratch
+/// directory that lives as long as the returned guard.
+fn unpacked(path: &Path) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    if !path.is_file() {
+        return Ok((path.to_path_buf(), None));
+    }
+    let scratch = tempfile::tempdir()?;
+    let dir = fl_package::extract_model_zip(path, &scratch.path().join("package")).with_context(
+        || {
+            format!(
+                "{} is a file, so it must be a model.zip (a zipped package)",
+                path.display()
+            )
+        },
+    )?;
+    Ok((dir, Some(scratch)))
+}
+
+/// `model validate`: the files, then the model built and its weights matched as a run would,
+/// then (with `--data`) the dataset decoded and its labels matched.
+fn validate(args: &ValidateArgs, catalog: &fl_package::ModelCatalog) -> Result<ExitCode> {
+    let shown = &args.package.dir;
+    let (dir, _scratch) = unpacked(shown)?;
+    let mut inspection = inspect_package(&dir, catalog);
+    let mut labels = Vec::new();
+    if let Some(data) = &args.data {
+        match fl_data::Dataset::open(data, &fl_data::OpenOptions::default()) {
+            Ok(dataset) => {
+                let listing = dataset.report.listing();
+                for line in listing.lines().filter(|l| !l.trim().is_empty()) {
+                    inspection.problems.push(fl_package::Problem::warning(
+                        data.display().to_string(),
+                        format!("left out of a run: {}", line.trim()),
+                    ));
+                }
+                labels = dataset.labels;
+            }
+            Err(error) => {
+                inspection.problems.push(
+                    fl_package::Problem::error(data.display().to_string(), error.to_string())
+                        .expected("a dataset directory with annotation.json or a CVAT export"),
+                );
+                inspection.package = None;
+            }
+        }
+    }
+    // What a run checks beyond the files: the model is built, the weights matched (and the
+    // data's labels met by the head).
+    if let Some(package) = &inspection.package
+        && let Err(error) = super::build_check(package, &labels)
+    {
+        inspection.problems.push(
+            fl_package::Problem::error(
+                fl_package::CONFIG_FILE,
+                format!("the model cannot be built from this package: {error}"),
+            )
+            .expected("a package whose model the engine builds and whose weights match it"),
+        );
+        inspection.package = None;
+    }
+    if args.package.json {
+        print_json(&ValidateOutput {
+            package: shown,
+            valid: inspection.package.is_some(),
+            errors: inspection.problems.error_count(),
+            warnings: inspection.problems.warning_count(),
+            problems: &inspection.problems,
+        })?;
+    } else {
+        print_problems(shown, &inspection);
+        if inspection.package.is_some() {
+            println!(
+                "{}: valid model package (its model builds)",
+                shown.display()
+            );
+        }
+    }
+    Ok(exit_code(&inspection))
 }
 
 /// Runs a `model` subcommand.
@@ -72,42 +164,10 @@ pub fn run(command: ModelCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ModelCommand::New(args) => super::model_new::run(args),
-        ModelCommand::Validate(args) => {
-            let mut inspection = inspect_package(&args.dir, &catalog);
-            // What a run checks beyond the files: the model is built, the weights matched.
-            if let Some(package) = &inspection.package
-                && let Err(error) = super::build_check(package, &[])
-            {
-                inspection.problems.push(
-                    fl_package::Problem::error(
-                        fl_package::CONFIG_FILE,
-                        format!("the model cannot be built from this package: {error}"),
-                    )
-                    .expected("a package whose model the engine builds and whose weights match it"),
-                );
-                inspection.package = None;
-            }
-            if args.json {
-                print_json(&ValidateOutput {
-                    package: &args.dir,
-                    valid: inspection.package.is_some(),
-                    errors: inspection.problems.error_count(),
-                    warnings: inspection.problems.warning_count(),
-                    problems: &inspection.problems,
-                })?;
-            } else {
-                print_problems(&args.dir, &inspection);
-                if inspection.package.is_some() {
-                    println!(
-                        "{}: valid model package (its model builds)",
-                        args.dir.display()
-                    );
-                }
-            }
-            Ok(exit_code(&inspection))
-        }
+        ModelCommand::Validate(args) => validate(&args, &catalog),
         ModelCommand::Show(args) => {
-            let inspection = inspect_package(&args.dir, &catalog);
+            let (dir, _scratch) = unpacked(&args.dir)?;
+            let inspection = inspect_package(&dir, &catalog);
             let Some(package) = &inspection.package else {
                 if args.json {
                     print_json(&ValidateOutput {

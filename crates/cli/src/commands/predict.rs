@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::open_model;
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
 use fl_model::{ModelContext, ModelInit, build_model};
-use fl_torch::TrainerOptions;
+use fl_torch::{ModelError, TrainerOptions};
 use serde_json::json;
 
 /// Arguments of `engine predict`.
@@ -28,7 +28,8 @@ pub struct PredictArgs {
     /// Print JSON (one object per image) instead of text.
     #[arg(long)]
     json: bool,
-    /// Stop at the first unreadable image instead of reporting it and going on.
+    /// Stop at the first image that fails (after printing the ones before it) instead of
+    /// reporting it and going on.
     #[arg(long)]
     fail_fast: bool,
 }
@@ -52,11 +53,6 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
         },
     })?;
     let predictions = model.predict_files(&args.images, args.batch_size);
-    if args.fail_fast
-        && let Some(Err(error)) = predictions.iter().find(|p| p.is_err())
-    {
-        bail!("{error}");
-    }
     let mut failed = 0;
     let mut rows = Vec::new();
     for (path, outcome) in args.images.iter().zip(&predictions) {
@@ -75,10 +71,18 @@ pub fn run(args: PredictArgs) -> Result<ExitCode> {
             }
             Err(error) => {
                 failed += 1;
+                // Data errors name their file themselves.
+                let message = match error {
+                    ModelError::Data(_) => error.to_string(),
+                    _ => format!("{}: {error}", path.display()),
+                };
                 if args.json {
-                    rows.push(json!({"image": path, "error": error.to_string()}));
+                    rows.push(json!({"image": path, "error": message}));
                 }
-                eprintln!("error: {error}");
+                eprintln!("error: {message}");
+                if args.fail_fast {
+                    break;
+                }
             }
         }
     }

@@ -42,6 +42,30 @@ impl fmt::Display for Optimizer {
     }
 }
 
+/// How a package's classifier head meets a task's labels, matched by name (the package's
+/// `id2label` is the truth for its outputs; the same names in another order are mapped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadRule {
+    /// Every output is kept with its meaning; every task label must be one of the package's.
+    #[default]
+    Keep,
+    /// A new head for the task's labels, initialised from the seed.
+    Reset,
+    /// The package's outputs are kept, and one new output per task label the package lacks.
+    Extend,
+}
+
+impl fmt::Display for HeadRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Keep => "keep",
+            Self::Reset => "reset",
+            Self::Extend => "extend",
+        })
+    }
+}
+
 /// How the learning rate changes with the run-wide epoch (0-based, counted across rounds).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -120,6 +144,12 @@ pub struct HyperParameterValues {
     /// `batch_size`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<u32>,
+    /// `drop_last`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop_last: Option<bool>,
+    /// `head`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head: Option<HeadRule>,
     /// `epochs`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub epochs: Option<u32>,
@@ -184,6 +214,8 @@ impl HyperParameterValues {
             ("epochs", Parsed::Count(n)) => self.epochs = Some(n),
             ("optimizer", Parsed::Optimizer(o)) => self.optimizer = Some(o),
             ("lr_schedule", Parsed::Schedule(s)) => self.lr_schedule = Some(s),
+            ("drop_last", Parsed::Flag(b)) => self.drop_last = Some(b),
+            ("head", Parsed::Head(h)) => self.head = Some(h),
             _ => debug_assert!(false, "{key} parsed as {parsed:?}"),
         }
     }
@@ -242,6 +274,10 @@ pub struct HyperParameters {
     pub weight_decay: f64,
     /// `batch_size`.
     pub batch_size: usize,
+    /// `drop_last`.
+    pub drop_last: bool,
+    /// `head`.
+    pub head: HeadRule,
     /// `epochs` (local fine-tuning).
     pub epochs: usize,
 }
@@ -292,6 +328,10 @@ impl HyperParameters {
             or_default(pick(layers, |v| v.weight_decay), default_decay);
         let (batch_size, batch_from) =
             pick(layers, |v| v.batch_size).unwrap_or((32, Origin::Default));
+        let (drop_last, drop_last_from) =
+            pick(layers, |v| v.drop_last).unwrap_or((false, Origin::Default));
+        let (head, head_from) =
+            pick(layers, |v| v.head).unwrap_or((HeadRule::Keep, Origin::Default));
         let (epochs, epochs_from) = pick(layers, |v| v.epochs).unwrap_or((10, Origin::Default));
         if optimizer == Optimizer::Adam && momentum != 0.0 {
             return Err(ResolveError {
@@ -308,6 +348,8 @@ impl HyperParameters {
                 momentum,
                 weight_decay,
                 batch_size: batch_size as usize,
+                drop_last,
+                head,
                 epochs: epochs as usize,
             },
             origins: Origins {
@@ -317,6 +359,8 @@ impl HyperParameters {
                 momentum: momentum_from,
                 weight_decay: decay_from,
                 batch_size: batch_from,
+                drop_last: drop_last_from,
+                head: head_from,
                 epochs: epochs_from,
             },
         })
@@ -340,6 +384,8 @@ impl HyperParameters {
         map.insert("momentum".into(), json!(self.momentum));
         map.insert("weight_decay".into(), json!(self.weight_decay));
         map.insert("batch_size".into(), json!(self.batch_size));
+        map.insert("drop_last".into(), json!(self.drop_last));
+        map.insert("head".into(), json!(self.head.to_string()));
         map.insert("epochs".into(), json!(self.epochs));
         map
     }
@@ -360,6 +406,10 @@ pub struct Origins {
     pub weight_decay: Origin,
     /// Of `batch_size`.
     pub batch_size: Origin,
+    /// Of `drop_last`.
+    pub drop_last: Origin,
+    /// Of `head`.
+    pub head: Origin,
     /// Of `epochs`.
     pub epochs: Origin,
 }
@@ -403,6 +453,8 @@ impl Resolved {
                     "momentum" => o.momentum,
                     "weight_decay" => o.weight_decay,
                     "batch_size" => o.batch_size,
+                    "drop_last" => o.drop_last,
+                    "head" => o.head,
                     _ => o.epochs,
                 },
             })

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{LrSchedule, Optimizer};
+use super::{HeadRule, LrSchedule, Optimizer};
 use crate::values::describe;
 
 /// Where a hyper-parameter may be set.
@@ -76,7 +76,29 @@ pub const HYPER_PARAMETERS: &[KeySpec] = &[
         accepted: "a whole number of at least 1",
         default: "32",
         scope: Scope::Anywhere,
-        description: "samples per training batch (the last batch of an epoch may be smaller)",
+        description: "samples per training batch (the last batch of an epoch may be smaller; \
+                      see `drop_last`)",
+    },
+    KeySpec {
+        key: "drop_last",
+        accepted: "`true` or `false`",
+        default: "false",
+        scope: Scope::Anywhere,
+        description: "drop an epoch's last training batch when it is smaller than `batch_size` \
+                      (PyTorch's `DataLoader(drop_last=True)`); with `false` a last batch of a \
+                      single sample joins the batch before it, so that BatchNorm never trains \
+                      on one sample",
+    },
+    KeySpec {
+        key: "head",
+        accepted: "`keep`, `reset` or `extend`",
+        default: "keep",
+        scope: Scope::Anywhere,
+        description: "how the package's classifier head meets the task's labels, matched by \
+                      name (`id2label` is the truth for its outputs; another order is mapped): \
+                      `keep` needs every task label in `id2label` and keeps every output, \
+                      `reset` makes a new head for the task's labels from the seed, `extend` \
+                      keeps the package's outputs and adds one, from the seed, per new label",
     },
     KeySpec {
         key: "epochs",
@@ -134,6 +156,8 @@ pub(crate) enum Parsed {
     Count(u32),
     Optimizer(Optimizer),
     Schedule(LrSchedule),
+    Flag(bool),
+    Head(HeadRule),
 }
 
 /// Parses the value of the hyper-parameter `spec.key`.
@@ -157,6 +181,13 @@ pub(crate) fn parse_value(spec: &KeySpec, value: &Value) -> Result<Parsed, KeyPr
             _ => Err(wrong()),
         },
         "lr_schedule" => parse_schedule(spec, value).map(Parsed::Schedule),
+        "drop_last" => value.as_bool().map(Parsed::Flag).ok_or_else(wrong),
+        "head" => match value.as_str().map(str::to_ascii_lowercase).as_deref() {
+            Some("keep") => Ok(Parsed::Head(HeadRule::Keep)),
+            Some("reset") => Ok(Parsed::Head(HeadRule::Reset)),
+            Some("extend") => Ok(Parsed::Head(HeadRule::Extend)),
+            _ => Err(wrong()),
+        },
         _ => Err(wrong()),
     }
 }
@@ -304,6 +335,8 @@ pub fn json_schema(spec: &KeySpec) -> Value {
         "momentum" => json!({"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0}),
         "weight_decay" => json!({"type": "number", "minimum": 0}),
         "batch_size" | "epochs" => json!({"type": "integer", "minimum": 1}),
+        "drop_last" => json!({"type": "boolean", "default": false}),
+        "head" => json!({"enum": ["keep", "reset", "extend"], "default": "keep"}),
         "lr_schedule" => json!({"oneOf": [
             {"const": "constant"},
             {"type": "object", "additionalProperties": false, "required": ["kind"],

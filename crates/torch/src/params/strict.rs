@@ -9,8 +9,7 @@ use tch::{Kind, Tensor};
 
 use super::ParamError;
 
-/// The suffix of BatchNorm's batch counter, which PyTorch saves and tch's BatchNorm lacks.
-const BATCH_COUNTER: &str = "num_batches_tracked";
+use crate::registry::BATCH_COUNTER;
 
 /// What [`load_strict`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,6 +18,8 @@ pub struct LoadReport {
     pub loaded: usize,
     /// Entries accepted without a variable: BatchNorm `num_batches_tracked` counters.
     pub ignored: Vec<String>,
+    /// Counter variables the tensors did not name, which kept their values.
+    pub kept: Vec<String>,
     /// Variables whose tensor had another dtype and was converted: (name, from, to).
     pub converted: Vec<(String, Kind, Kind)>,
 }
@@ -116,10 +117,11 @@ impl fmt::Display for StrictMismatch {
 /// unexpected, mis-shaped and duplicated names are all collected and reported together in one
 /// [`ParamError::Strict`], and nothing is copied unless everything matches.
 ///
-/// BatchNorm counters: PyTorch's BatchNorm saves `<prefix>.num_batches_tracked`, which tch's
-/// BatchNorm has no variable for (it only matters for `momentum=None`). Such an entry is
-/// accepted and ignored (listed in [`LoadReport::ignored`]) when `<prefix>.running_mean` is a
-/// variable of the store and the entry holds a single value; otherwise it is unexpected.
+/// BatchNorm counters (`<prefix>.num_batches_tracked`, beside a `<prefix>.running_mean`
+/// variable) follow PyTorch's `load_state_dict`: a counter variable the tensors do not name
+/// keeps its value (older files lack them; listed in [`LoadReport::kept`]), and a counter
+/// entry holding a single value for a store without that counter variable (an author's network
+/// built from tch's BatchNorm) is accepted and ignored (listed in [`LoadReport::ignored`]).
 pub fn load_strict(
     vs: &mut VarStore,
     tensors: &[(String, Tensor)],
@@ -156,11 +158,14 @@ pub fn load_strict(
             None => mismatch.unexpected.push(name.clone()),
         }
     }
-    mismatch.missing = variables
+    let (kept, missing): (Vec<String>, Vec<String>) = variables
         .keys()
         .filter(|name| !seen.contains(name.as_str()))
         .cloned()
-        .collect();
+        .partition(|name| is_batch_counter(name, &variables));
+    report.kept = kept;
+    report.kept.sort();
+    mismatch.missing = missing;
     mismatch.missing.sort();
     if !mismatch.is_empty() {
         return Err(ParamError::Strict(mismatch));
@@ -192,7 +197,7 @@ pub fn load_strict(
         }
         Ok::<_, ParamError>(())
     })?;
-    report.loaded = variables.len();
+    report.loaded = variables.len() - report.kept.len();
     Ok(report)
 }
 
