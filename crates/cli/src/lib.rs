@@ -95,16 +95,57 @@ where
     match outcome {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", describe(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, `: `-separated, each cause once: library errors often say their
+/// source's message already (`file: the tensors do not match ...`), so a cause whose text is
+/// in what was written is not written again.
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn each_cause_is_written_once() {
+        #[derive(Debug)]
+        struct Wrapped {
+            source: std::io::Error,
+        }
+        impl std::fmt::Display for Wrapped {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "weights.pt: {}", self.source)
+            }
+        }
+        impl std::error::Error for Wrapped {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.source)
+            }
+        }
+        let io = || std::io::Error::other("the file is cut off");
+        let error = anyhow::Error::new(Wrapped { source: io() }).context("opening the package");
+        assert_eq!(
+            describe(&error),
+            "opening the package: weights.pt: the file is cut off"
+        );
+        let plain = anyhow::Error::new(io()).context("reading weights.pt");
+        assert_eq!(describe(&plain), "reading weights.pt: the file is cut off");
+    }
 
     #[test]
     fn the_command_line_is_well_formed() {

@@ -364,3 +364,102 @@ fn validate_and_show_take_a_model_zip_and_check_data_as_a_run_would() {
         "the unknown label is an error: {stderr}"
     );
 }
+
+#[test]
+fn predict_takes_a_tensor_and_gives_pytorchs_logits() {
+    let fixtures = repo().join("crates/torch/tests/fixtures");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let package = dir.path().join("scripted");
+    fs::create_dir_all(&package).expect("package");
+    fs::copy(fixtures.join("traced_cnn.ts"), package.join("model.ts")).expect("entry");
+    fs::copy(
+        fixtures.join("scripted_cnn_state_dict.pt"),
+        package.join("weights.pt"),
+    )
+    .expect("weights");
+    fs::write(
+        package.join("README.md"),
+        "---\nname: traced\ntasks:\n  - image-classification\nlicense: MIT\nauthor: tests\n---\n",
+    )
+    .expect("card");
+    fs::write(
+        package.join("config.json"),
+        r#"{"entry_file": "model.ts", "entry_class": "ScriptedCnn", "param_file": "weights.pt",
+            "in_channels": 3, "id2label": {"0": "a", "1": "b", "2": "c", "3": "d"}}"#,
+    )
+    .expect("config");
+    // The fixture's `input` [4, 3, 8, 8] and what PyTorch computed for it with these weights.
+    let io = fixtures.join("scripted_cnn_io.safetensors");
+    let run = engine(&[
+        "predict",
+        path_str(&package),
+        "--tensor",
+        path_str(&io),
+        "--logits",
+        "--json",
+    ]);
+    let (stdout, stderr) = text(&run);
+    assert!(run.status.success(), "{stdout}\n{stderr}");
+    let rows: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let expected = fl_torch::read_params(&io)
+        .expect("io")
+        .into_iter()
+        .find(|(n, _)| n == "logits_state_dict")
+        .map(|(_, t)| t)
+        .expect("PyTorch's logits");
+    let rows = rows.as_array().expect("rows");
+    assert_eq!(rows.len(), 4);
+    let mut worst = 0.0f64;
+    for (i, row) in rows.iter().enumerate() {
+        let logits = row["logits"].as_array().expect("logits");
+        assert_eq!(logits.len(), 4);
+        for (j, logit) in logits.iter().enumerate() {
+            let ours = logit.as_f64().expect("number");
+            let theirs = expected.double_value(&[i as i64, j as i64]);
+            worst = worst.max((ours - theirs).abs());
+        }
+        let p = row["predictions"][0]["probability"]
+            .as_f64()
+            .expect("probability");
+        assert!(p.is_finite() && p > 0.0, "{row}");
+    }
+    println!("max |engine - PyTorch| logit through `engine predict --tensor`: {worst:e}");
+    assert!(worst <= 1e-5, "{worst}");
+    // A file without a usable batch is refused with what would be accepted.
+    let run = engine(&[
+        "predict",
+        path_str(&package),
+        "--tensor",
+        path_str(&package.join("config.json")),
+    ]);
+    let (_, stderr) = text(&run);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot be read as a tensor file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_weight_mismatch_is_reported_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let package = dir.path().join("package");
+    copy_dir(&repo().join("models/digits-cnn"), &package);
+    let weights = package.join("model.safetensors");
+    let mut tensors = fl_torch::read_params(&weights).expect("weights");
+    for (name, tensor) in &mut tensors {
+        if name == "fc.bias" {
+            *tensor = Tensor::zeros([3], (tch::Kind::Float, tch::Device::Cpu));
+        }
+    }
+    fl_torch::write_safetensors(&weights, &tensors).expect("written");
+    let image = repo().join("datasets/digits/central/images/0000.png");
+    let run = engine(&["predict", path_str(&package), path_str(&image)]);
+    let (_, stderr) = text(&run);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.matches("`fc.bias` (model [10], file [3])").count(),
+        1,
+        "{stderr}"
+    );
+}

@@ -48,7 +48,8 @@ pub trait AutoModel: Send {
         let batch = batch.to_device(self.device());
         let logits = tch::no_grad(|| self.forward(&batch));
         self.context_mut().training = training;
-        let probabilities = logits?.f_softmax(-1, Kind::Float)?.to_device(Device::Cpu);
+        let logits = logits?.f_to_kind(Kind::Float)?.to_device(Device::Cpu);
+        let probabilities = logits.f_softmax(-1, Kind::Float)?;
         let labels = self.context().labels.clone();
         let [rows, classes] = probabilities.size()[..] else {
             return Err(ModelError::Model(format!(
@@ -63,7 +64,8 @@ pub trait AutoModel: Send {
             )));
         }
         let values: Vec<f32> = Vec::<f32>::try_from(probabilities.flatten(0, -1))?;
-        if values.iter().any(|v| !v.is_finite()) {
+        let raw: Vec<f32> = Vec::<f32>::try_from(logits.flatten(0, -1))?;
+        if values.iter().chain(&raw).any(|v| !v.is_finite()) {
             return Err(ModelError::NonFinite {
                 what: "the model's output".into(),
                 at: "prediction".into(),
@@ -77,6 +79,7 @@ pub trait AutoModel: Send {
                     .map(|(i, label)| Scored {
                         label: label.clone(),
                         probability: f64::from(values[row * labels.len() + i]),
+                        logit: f64::from(raw[row * labels.len() + i]),
                     })
                     .collect();
                 scored.sort_by(|a, b| b.probability.total_cmp(&a.probability));

@@ -16,6 +16,8 @@ pub struct Scored {
     pub label: String,
     /// Softmax probability, 0..=1.
     pub probability: f64,
+    /// The model's raw output for the label (the logit, before softmax).
+    pub logit: f64,
 }
 
 /// The prediction for one image, or why it could not be made.
@@ -103,10 +105,15 @@ fn score(
                             at: "prediction".into(),
                         });
                     }
-                    let index = indices.f_int64_value(&[row, j])? as usize;
+                    let index = indices.f_int64_value(&[row, j])?;
                     Ok(Scored {
-                        label: model.labels.get(index).cloned().unwrap_or_default(),
+                        label: model
+                            .labels
+                            .get(index as usize)
+                            .cloned()
+                            .unwrap_or_default(),
                         probability,
+                        logit: logits.f_double_value(&[row, index])?,
                     })
                 })
                 .collect()
