@@ -166,63 +166,7 @@ impl Classifier {
         let module = ScriptedModule::load(entry_path, entry_class, &vs)?;
         load_strict(&mut vs, &tensors).map_err(params_err)?;
 
-        let package_labels = package.labels().map(<[String]>::to_vec);
-        let classes = match probe_size(package) {
-            Some((height, width)) => {
-                let xs = Tensor::zeros([2, in_channels, height, width], (Kind::Float, Device::Cpu));
-                let logits = tch::no_grad(|| module.try_forward(&xs, false)).map_err(|e| {
-                    ModelError::Config {
-                        key: "entry_file".into(),
-                        message: format!(
-                            "`{}`: forward on a batch of shape [2, {in_channels}, {height}, \
-                             {width}] (in_channels, and the preprocessor's output size) failed: {}",
-                            entry_path.display(),
-                            e.lines().next().unwrap_or_default()
-                        ),
-                        expected: "a module classifying [N, in_channels, H, W] images into \
-                             logits [N, classes]"
-                            .into(),
-                    }
-                })?;
-                match logits.size().as_slice() {
-                    [2, classes] if *classes > 0 => Some(*classes as usize),
-                    shape => {
-                        return Err(ModelError::Config {
-                            key: "entry_file".into(),
-                            message: format!(
-                                "`{}`: forward returned shape {shape:?} for 2 images",
-                                entry_path.display()
-                            ),
-                            expected: "logits [N, classes]".into(),
-                        });
-                    }
-                }
-            }
-            None => None,
-        };
-        let classes = match (classes, &package_labels) {
-            (Some(n), Some(pkg)) if pkg.len() != n => {
-                return Err(ModelError::Config {
-                    key: "id2label".into(),
-                    message: format!(
-                        "has {} labels but the TorchScript module outputs {n} classes",
-                        pkg.len()
-                    ),
-                    expected: format!("{n} labels, one per output of the module"),
-                });
-            }
-            (Some(n), _) => n,
-            (None, Some(pkg)) => pkg.len(),
-            (None, None) => {
-                return Err(ModelError::Config {
-                    key: "id2label".into(),
-                    message: "is missing, and the preprocessor does not fix the image size \
-                              from which the module's number of classes could be found"
-                        .into(),
-                    expected: "id2label with the model's labels".into(),
-                });
-            }
-        };
+        let classes = scripted_classes(package, &module, entry_path, in_channels)?;
         let plan = plan_for(package, Some(classes), labels, head)?;
         if !matches!(plan.head, HeadPlan::Keep { .. } | HeadPlan::ByPosition) {
             return Err(ModelError::Config {
@@ -404,6 +348,69 @@ fn with_head(
         merged.push((name, value));
     }
     merged
+}
+
+/// The number of classes of a scripted module: the width of its output on a batch of zeros of
+/// the preprocessor's output size (which also checks `in_channels`), else `id2label`'s count.
+fn scripted_classes(
+    package: &ModelPackage,
+    module: &ScriptedModule,
+    entry_path: &std::path::Path,
+    in_channels: i64,
+) -> Result<usize, ModelError> {
+    let package_labels = package.labels().map(<[String]>::to_vec);
+    let classes = match probe_size(package) {
+        Some((height, width)) => {
+            let xs = Tensor::zeros([2, in_channels, height, width], (Kind::Float, Device::Cpu));
+            let logits = tch::no_grad(|| module.try_forward(&xs, false)).map_err(|e| {
+                ModelError::Config {
+                    key: "entry_file".into(),
+                    message: format!(
+                        "`{}`: forward on a batch of shape [2, {in_channels}, {height}, \
+                         {width}] (in_channels, and the preprocessor's output size) failed: {}",
+                        entry_path.display(),
+                        e.lines().next().unwrap_or_default()
+                    ),
+                    expected: "a module classifying [N, in_channels, H, W] images into \
+                         logits [N, classes]"
+                        .into(),
+                }
+            })?;
+            match logits.size().as_slice() {
+                [2, classes] if *classes > 0 => Some(*classes as usize),
+                shape => {
+                    return Err(ModelError::Config {
+                        key: "entry_file".into(),
+                        message: format!(
+                            "`{}`: forward returned shape {shape:?} for 2 images",
+                            entry_path.display()
+                        ),
+                        expected: "logits [N, classes]".into(),
+                    });
+                }
+            }
+        }
+        None => None,
+    };
+    match (classes, &package_labels) {
+        (Some(n), Some(pkg)) if pkg.len() != n => Err(ModelError::Config {
+            key: "id2label".into(),
+            message: format!(
+                "has {} labels but the TorchScript module outputs {n} classes",
+                pkg.len()
+            ),
+            expected: format!("{n} labels, one per output of the module"),
+        }),
+        (Some(n), _) => Ok(n),
+        (None, Some(pkg)) => Ok(pkg.len()),
+        (None, None) => Err(ModelError::Config {
+            key: "id2label".into(),
+            message: "is missing, and the preprocessor does not fix the image size \
+                          from which the module's number of classes could be found"
+                .into(),
+            expected: "id2label with the model's labels".into(),
+        }),
+    }
 }
 
 /// `in_channels` from `config.json` (1 or 3, default 3).
