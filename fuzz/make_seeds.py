@@ -13,6 +13,7 @@ fuzz_targets/<target>.rs describes:
 - param_file: every weights fixture (crates/torch/tests/fixtures, models/*) as a raw file, and
   each PyTorch archive's data.pkl and storages as the chunks of the archive mode.
 
+Inputs that once crashed a target are committed in fuzz/seeds/<target>/ and copied too.
 Seed names are content hashes, so rerunning adds nothing twice. Pillow (from scripts/setup's
 environment) is optional: without it only the repository's files are used.
 """
@@ -118,11 +119,18 @@ def param_file(out: Path) -> None:
         write(out, b"\x01" + b"".join(struct.pack("<I", len(c)) + c for c in chunks))
 
 
+def committed(out: Path) -> None:
+    """fuzz/seeds/<target>/*: inputs that once crashed a target, kept as regressions."""
+    for seed in sorted((ROOT / "fuzz" / "seeds").glob("*/*")):
+        write(out / seed.parent.name, seed.read_bytes())
+
+
 def main() -> None:
     out = Path(sys.argv[1])
     preprocess(out / "preprocess")
     package(out / "package")
     param_file(out / "param_file")
+    committed(out)
 
 
 if __name__ == "__main__":
