@@ -85,6 +85,12 @@ pub enum DataError {
         /// What the decoder reported.
         message: String,
     },
+    /// An image held in memory could not be decoded.
+    #[error("the image data cannot be decoded as a PNG or JPEG image: {message}")]
+    DecodeBytes {
+        /// What the decoder reported.
+        message: String,
+    },
     /// The preprocessor configuration does not fit the model's channel count.
     #[error(
         "preprocessor_config.json: `{key}` has {values} values but the model takes {channels}-channel images; expected 1 value or {channels}"

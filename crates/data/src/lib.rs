@@ -98,4 +98,5 @@ pub use partition_report::{PartitionReport, SiteShare};
 pub use preprocess::{Image, Preprocessor};
 pub use report::{DatasetReport, MAX_EXAMPLES, SkipEntry, SkipReason, Split, UndecodableImage};
 pub use rng::{SplitMix64, epoch_order};
+pub use verify::{ImageProblem, check_image_bytes};
 pub use write::{ProgressFn, ProgressStage, no_progress};

@@ -3,6 +3,7 @@
 //! normalise.
 
 use std::collections::HashMap;
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -148,6 +149,27 @@ impl Preprocessor {
             return Ok(self.finish((*base).clone(), augment));
         }
         let decoded = self.decode(path)?;
+        Ok(self.finish(self.base(decoded), augment))
+    }
+
+    /// Decodes a PNG or JPEG image held in memory and preprocesses it as
+    /// [`Preprocessor::load`] does a file (without the cache). `augment` applies the
+    /// training-only random transforms, drawn from the key.
+    pub fn load_bytes(
+        &self,
+        bytes: &[u8],
+        augment: Option<AugmentKey>,
+    ) -> Result<Image, DataError> {
+        self.validate()?;
+        let decoded = image::ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| DataError::DecodeBytes {
+                message: e.to_string(),
+            })?
+            .decode()
+            .map_err(|e| DataError::DecodeBytes {
+                message: e.to_string(),
+            })?;
         Ok(self.finish(self.base(decoded), augment))
     }
 

@@ -2,7 +2,6 @@
 //! them: a header can be fine while the pixels after it are cut off or corrupt, and a file
 //! that only fails when it is decoded would stop a fine-tuning run halfway.
 
-use std::fmt;
 use std::fs;
 use std::io::Cursor;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -12,23 +11,24 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
 use image::{ImageFormat, ImageReader};
+use thiserror::Error;
 
 /// Why an image file cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ImageProblem {
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ImageProblem {
     /// The file cannot be opened or read (the I/O error).
+    #[error("cannot be read: {0}")]
     Unreadable(String),
     /// The file is not a PNG or JPEG image that decodes whole (the decoder's reason).
+    #[error("{0}")]
     NotAnImage(String),
 }
 
-impl fmt::Display for ImageProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ImageProblem::Unreadable(reason) => write!(f, "cannot be read: {reason}"),
-            ImageProblem::NotAnImage(reason) => f.write_str(reason),
-        }
-    }
+/// Checks an image file's bytes as [`Dataset::open`](crate::Dataset::open) checks every
+/// image of a dataset: a PNG or JPEG that decodes whole, with pixels, and (a JPEG) reaches
+/// its end-of-image marker.
+pub fn check_image_bytes(bytes: &[u8]) -> Result<(), ImageProblem> {
+    decode_bytes_whole(bytes).map(drop)
 }
 
 /// Decodes the image at `path` whole, as preprocessing will; returns its format (PNG or
@@ -36,7 +36,12 @@ impl fmt::Display for ImageProblem {
 /// stops early with grey instead of failing, where Pillow (and so PyTorch) refuses it.
 pub(crate) fn decode_whole(path: &Path) -> Result<ImageFormat, ImageProblem> {
     let bytes = fs::read(path).map_err(|e| ImageProblem::Unreadable(e.to_string()))?;
-    let reader = ImageReader::new(Cursor::new(bytes.as_slice()))
+    decode_bytes_whole(&bytes)
+}
+
+/// [`decode_whole`] on a file's bytes.
+fn decode_bytes_whole(bytes: &[u8]) -> Result<ImageFormat, ImageProblem> {
+    let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| ImageProblem::Unreadable(e.to_string()))?;
     let format = match reader.format() {
@@ -56,7 +61,7 @@ pub(crate) fn decode_whole(path: &Path) -> Result<ImageFormat, ImageProblem> {
         return Err(ImageProblem::NotAnImage("no pixels".into()));
     }
     if format == ImageFormat::Jpeg {
-        jpeg_reaches_its_end(&bytes).map_err(ImageProblem::NotAnImage)?;
+        jpeg_reaches_its_end(bytes).map_err(ImageProblem::NotAnImage)?;
     }
     Ok(format)
 }

@@ -264,3 +264,34 @@ fn the_decoded_cache_gives_exactly_what_decoding_gives_and_skips_the_file() {
     std::fs::remove_file(&other).unwrap();
     assert!(tiny.load(&other, None).is_err());
 }
+
+#[test]
+fn bytes_in_memory_give_what_the_file_gives_and_are_checked_as_datasets_check_files() {
+    let ds = TempDataset::new();
+    let pixels: Vec<u8> = (0..48u8).map(|v| v * 5).collect();
+    let path = ds.rgb_pixels("c.jpg", 4, 4, pixels);
+    let bytes = std::fs::read(&path).unwrap();
+    let mut c = config();
+    c.resize = Some(Resize::ShortestEdge(3));
+    c.horizontal_flip = true;
+    for channels in [1, 3] {
+        let p = Preprocessor::new(Some(&c), channels);
+        for k in [None, Some(key(1, 2))] {
+            assert_eq!(p.load_bytes(&bytes, k).unwrap(), p.load(&path, k).unwrap());
+        }
+    }
+    assert_eq!(fl_data::check_image_bytes(&bytes), Ok(()));
+
+    let p = Preprocessor::new(None, 3);
+    let garbage = p.load_bytes(b"not an image", None).unwrap_err();
+    assert!(
+        matches!(garbage, DataError::DecodeBytes { .. }),
+        "{garbage}"
+    );
+    assert!(p.load_bytes(&[], None).is_err());
+    // A JPEG cut short decodes (padded with grey) but is not a whole image.
+    let cut = &bytes[..bytes.len() - 2];
+    assert!(p.load_bytes(cut, None).is_ok());
+    let problem = fl_data::check_image_bytes(cut).unwrap_err();
+    assert!(problem.to_string().contains("truncated"), "{problem}");
+}

@@ -70,9 +70,19 @@ pub(crate) struct ParsedConfig {
     pub entry_file: Option<String>,
 }
 
-/// Parses and checks `config.json`, adding every problem to `problems`. Paths are only
-/// checked for form here; the package checks that they exist inside it.
-pub(crate) fn parse_config(
+/// Parses and checks `config.json`, adding every problem to `problems`; returns the config
+/// when it has no error. The files it names are only checked for form: a package checks that
+/// they exist inside it.
+pub fn parse_config(
+    text: &str,
+    catalog: &ModelCatalog,
+    problems: &mut Problems,
+) -> Option<ModelConfig> {
+    parse_config_and_paths(text, catalog, problems).config
+}
+
+/// Like [`parse_config`], also giving the files the config names when other keys have errors.
+pub(crate) fn parse_config_and_paths(
     text: &str,
     catalog: &ModelCatalog,
     problems: &mut Problems,
@@ -385,7 +395,7 @@ mod tests {
 
     fn parse(text: &str) -> (Option<ModelConfig>, Problems) {
         let mut problems = Problems::default();
-        let config = parse_config(text, &catalog(), &mut problems).config;
+        let config = parse_config(text, &catalog(), &mut problems);
         (config, problems)
     }
 

@@ -38,9 +38,9 @@ mod result;
 mod scaffold;
 mod values;
 
-pub use card::{CARD_FILE, ModelCard, Task};
+pub use card::{CARD_FILE, ModelCard, Task, parse_card};
 pub use catalog::{CatalogMiss, ModelCatalog};
-pub use config::{CONFIG_FILE, Entry, ModelConfig};
+pub use config::{CONFIG_FILE, Entry, ModelConfig, parse_config};
 pub use hparams::{
     HYPER_PARAMETERS, HeadRule, HyperParameterValues, HyperParameters, KeyProblem, KeySpec,
     LrSchedule, Optimizer, Origin, Origins, RETIRED_KEYS, ResolveError, Resolved, Scope, Setting,

@@ -8,7 +8,7 @@ use thiserror::Error;
 
 use crate::card::{CARD_FILE, ModelCard, parse_card};
 use crate::catalog::ModelCatalog;
-use crate::config::{CONFIG_FILE, Entry, ModelConfig, parse_config};
+use crate::config::{CONFIG_FILE, Entry, ModelConfig, parse_config_and_paths};
 use crate::param_file::{ParamFileError, ParamFileInfo, inspect_param_file};
 use crate::paths::{PathError, read_to_string_limited, resolve_inside};
 use crate::preprocessor::{PREPROCESSOR_FILE, PreprocessorConfig, parse_preprocessor};
@@ -108,7 +108,7 @@ pub fn inspect_package(dir: &Path, catalog: &ModelCatalog) -> Inspection {
     let card = read(&root, CARD_FILE, MAX_CARD_BYTES, &mut problems)
         .and_then(|text| parse_card(&text, &mut problems));
     let parsed = read(&root, CONFIG_FILE, MAX_JSON_BYTES, &mut problems)
-        .map(|text| parse_config(&text, catalog, &mut problems))
+        .map(|text| parse_config_and_paths(&text, catalog, &mut problems))
         .unwrap_or_default();
     let preprocessor = if fs::symlink_metadata(root.join(PREPROCESSOR_FILE)).is_ok() {
         read(&root, PREPROCESSOR_FILE, MAX_JSON_BYTES, &mut problems)

@@ -17,6 +17,11 @@ use super::{ParamError, WRAPPER_KEYS, checked_numel, tensor_from_bytes};
 /// The largest `data.pkl` read (a state dict's is kilobytes).
 const MAX_PICKLE: u64 = 256 << 20;
 
+/// Bytes the tensors of an archive may take beyond twice their storages: each tensor is built
+/// as its own contiguous copy, so views that expand a storage (stride 0) or repeat it under
+/// many names would otherwise let a small file ask for any amount of memory.
+const EXPANSION_ALLOWANCE: usize = 64 << 20;
+
 type Archive = ZipArchive<BufReader<File>>;
 
 /// Named tensors, and the checkpoint key they were found under.
@@ -68,6 +73,8 @@ pub(super) fn read(path: &Path) -> Result<StateDict, ParamError> {
             path: path.to_path_buf(),
             found,
         })?;
+
+    check_expansion(&pickle, &entries).map_err(&bad)?;
 
     // Each storage is read once, when first needed, and dropped after its last tensor.
     let mut uses: HashMap<usize, usize> = HashMap::new();
@@ -179,6 +186,34 @@ fn read_storage(
         ));
     }
     Ok(bytes)
+}
+
+/// Refuses tensors that would together take more than twice the bytes of the storages they
+/// view plus [`EXPANSION_ALLOWANCE`] once built, before anything is read or allocated. A
+/// state dict's tensors take their storages' bytes (tied weights twice); a few small expanded
+/// buffers fit the allowance.
+fn check_expansion(pickle: &Pickle, entries: &[(String, usize)]) -> Result<(), String> {
+    let mut storages = vec![false; pickle.storages.len()];
+    let (mut stored, mut built) = (0usize, 0usize);
+    for &(_, t) in entries {
+        let view = &pickle.tensors[t];
+        let record = &pickle.storages[view.storage];
+        let size = record.dtype.size();
+        if !std::mem::replace(&mut storages[view.storage], true) {
+            stored = stored.saturating_add(record.numel.saturating_mul(size));
+        }
+        let numel = checked_numel(&view.size).unwrap_or(usize::MAX);
+        built = built.saturating_add(numel.saturating_mul(size));
+    }
+    let limit = stored.saturating_mul(2).saturating_add(EXPANSION_ALLOWANCE);
+    if built > limit {
+        return Err(format!(
+            "its tensors would take {built} bytes once built, more than twice the {stored} \
+             bytes of the storages they view (plus {EXPANSION_ALLOWANCE}): expanded (stride 0) \
+             or repeated views are refused; save contiguous copies (tensor.contiguous())"
+        ));
+    }
+    Ok(())
 }
 
 /// Rebuilds one tensor as its own contiguous CPU tensor, sharing nothing with other tensors
@@ -306,7 +341,42 @@ fn describe(pickle: &Pickle, value: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Dtype;
+    use super::super::pickle::StorageRef;
     use super::*;
+
+    #[test]
+    fn expanded_or_repeated_views_may_not_ask_for_unbounded_memory() {
+        // Found by fuzz/param_file: a 1.5 KB file with `torch.zeros(1).expand(2**30)` made the
+        // reader allocate 4 GiB for one tensor.
+        let storage = |numel| StorageRef {
+            key: "0".into(),
+            dtype: Dtype::F32,
+            numel,
+        };
+        let view = |size: i64, stride: i64| TensorRef {
+            storage: 0,
+            offset: 0,
+            size: vec![size],
+            stride: vec![stride],
+        };
+        let pickle = |numel, views: Vec<TensorRef>| Pickle {
+            storages: vec![storage(numel)],
+            tensors: views,
+            ..Pickle::default()
+        };
+        let expanded = pickle(1, vec![view(1 << 30, 0)]);
+        let error = check_expansion(&expanded, &[("w".into(), 0)]).expect_err("refused");
+        assert!(error.contains("4294967296 bytes once built"), "{error}");
+        // The same storage under many names counts each time.
+        let big = pickle(1 << 24, vec![view(1 << 24, 1)]);
+        let repeated: Vec<(String, usize)> = (0..8).map(|i| (format!("w{i}"), 0)).collect();
+        assert!(check_expansion(&big, &repeated).is_err());
+        // Tied weights (twice) and a small expanded buffer are fine.
+        assert_eq!(check_expansion(&big, &repeated[..2]), Ok(()));
+        let small = pickle(1, vec![view(1000, 0)]);
+        assert_eq!(check_expansion(&small, &[("b".into(), 0)]), Ok(()));
+    }
 
     #[test]
     fn contiguity() {
