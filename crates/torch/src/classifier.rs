@@ -87,7 +87,7 @@ impl Classifier {
         let package_classes = tensors
             .iter()
             .find(|(name, _)| *name == head_weight)
-            .map(|(_, t)| t.size()[0] as usize);
+            .and_then(|(_, t)| t.size().first().map(|&n| n as usize));
         let plan = plan_for(package, package_classes, labels, head)?;
 
         tch::manual_seed(seed);
@@ -333,7 +333,12 @@ fn with_head(
     {
         let old = file.iter().find(|(n, _)| *n == name).map(|(_, t)| t);
         let value = match old {
-            Some(old) if keep > 0 && old.size().first() == Some(&(keep as i64)) => {
+            // The file's rows for the kept outputs, when they have the fresh rows' shape.
+            Some(old)
+                if keep > 0
+                    && old.size().first() == Some(&(keep as i64))
+                    && old.size()[1..] == fresh.size()[1..] =>
+            {
                 let rows = fresh.size()[0];
                 Tensor::cat(
                     &[
@@ -343,6 +348,8 @@ fn with_head(
                     0,
                 )
             }
+            // Another shape: left as the file has it, for the strict load to name.
+            Some(old) if keep > 0 => old.shallow_clone(),
             _ => fresh,
         };
         merged.push((name, value));

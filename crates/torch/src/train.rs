@@ -53,7 +53,7 @@ struct Totals {
 
 impl Totals {
     fn add(&mut self, logits: &Tensor, labels: &Tensor, loss: &Tensor) -> Result<(), ModelError> {
-        let n = labels.size()[0] as usize;
+        let n = labels.size().first().copied().unwrap_or(0) as usize;
         self.loss += loss.f_double_value(&[])? * n as f64;
         self.correct += logits
             .argmax(-1, false)
