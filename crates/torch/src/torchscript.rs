@@ -193,6 +193,7 @@ impl ScriptedModule {
         let recipe = "a TorchScript module saved by torch.jit.script(model).save(path) or \
                       torch.jit.trace(model, example).save(path)";
         let info = inspect_archive(path).map_err(|m| entry_error(path, m, recipe))?;
+        crate::params::check_archive(path).map_err(|m| entry_error(path, m, recipe))?;
         if !class_matches(entry_class, &info.type_name) {
             return Err(ModelError::Config {
                 key: "entry_class".into(),

@@ -21,6 +21,7 @@ use fl_package::{ParamFileError, ParamFormat, inspect_param_file};
 use tch::{Kind, Tensor};
 use thiserror::Error;
 
+pub(crate) use libtorch::check_archive;
 pub use safetensors::write_safetensors;
 pub use strict::{LoadReport, ShapeMismatch, StrictMismatch, load_strict, named_tensors};
 

@@ -11,7 +11,10 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
+mod scan;
 mod torch;
+
+pub(crate) use scan::check_lengths;
 
 pub(crate) use torch::{Global, StorageRef, TensorRef};
 
