@@ -1,6 +1,7 @@
 //! The Aggregator actor: the coordinator's streaming FedAvg (`fl_tensor::Aggregator`) on its
 //! own thread, since accepting an update decodes, checks and durably spools it.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -33,23 +34,25 @@ pub struct BeginRound {
     pub weighting: Weighting,
     /// Where updates are spooled.
     pub spool_dir: PathBuf,
+    /// The training samples each node checked in with: the most its updates may claim.
+    pub registered: BTreeMap<String, u64>,
 }
 
 impl Handler<BeginRound> for AggregatorActor {
     type Result = Result<(), String>;
 
     fn handle(&mut self, msg: BeginRound, _: &mut Self::Context) -> Self::Result {
-        self.current = Some(
-            Aggregator::new(
-                &msg.global,
-                msg.task_id,
-                msg.round,
-                msg.expected,
-                msg.weighting,
-                msg.spool_dir,
-            )
-            .map_err(|e| e.to_string())?,
-        );
+        let mut aggregator = Aggregator::new(
+            &msg.global,
+            msg.task_id,
+            msg.round,
+            msg.expected,
+            msg.weighting,
+            msg.spool_dir,
+        )
+        .map_err(|e| e.to_string())?;
+        aggregator.limit_samples(msg.registered);
+        self.current = Some(aggregator);
         Ok(())
     }
 }

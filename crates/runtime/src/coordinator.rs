@@ -71,6 +71,20 @@ pub(crate) struct Incoming {
     pub bytes: Vec<u8>,
 }
 
+/// " from `node`" when the transport proved the sender.
+fn from_whom(from: Option<&str>) -> String {
+    from.map_or(String::new(), |node| format!(" from `{node}`"))
+}
+
+/// At most 64 characters of a name a message gave, for logs.
+pub(crate) fn truncated(name: &str) -> String {
+    const MAX: usize = 64;
+    match name.char_indices().nth(MAX) {
+        None => name.to_owned(),
+        Some((end, _)) => format!("{}… ({} bytes)", &name[..end], name.len()),
+    }
+}
+
 impl Coordinator {
     pub(crate) fn emit(&self, event: TaskEvent) {
         if let Some(events) = &self.events {
@@ -78,55 +92,75 @@ impl Coordinator {
         }
     }
 
-    /// The next decodable message, or `None` when `deadline` passes (or the transport closed).
+    /// The next decodable message from a node of this task, or `None` when `deadline`
+    /// passes (or the transport closed). Remote nodes' log lines go to the task log. A
+    /// message whose envelope names another sender than the transport proved (the node whose
+    /// subject it came on) is refused as an impersonation attempt.
     pub(crate) async fn next(&mut self, deadline: Option<Instant>) -> Option<Incoming> {
         loop {
-            let bytes = match deadline {
-                None => self.inbox.recv().await?,
+            let delivery = match deadline {
+                None => self.inbox.recv_delivery().await?,
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    tokio::time::timeout(left, self.inbox.recv()).await.ok()??
+                    tokio::time::timeout(left, self.inbox.recv_delivery())
+                        .await
+                        .ok()??
                 }
             };
-            match Envelope::decode(&bytes) {
-                Ok(Envelope {
-                    task_id,
-                    sender,
-                    body:
-                        Body::Log {
-                            unix_ms,
-                            level,
-                            message,
-                        },
-                    ..
-                }) if task_id == self.task_id => {
-                    // A remote node's log line joins the task log with its own time.
-                    let line = fl_telemetry::LogLine {
-                        unix_ms,
-                        node: sender,
-                        level: level.parse().unwrap_or(fl_telemetry::Level::Info),
-                        message,
-                    };
-                    if let Err(error) = self.log.task_log().append(line) {
-                        tracing::warn!("task log: {error}");
-                    }
+            let envelope = match Envelope::decode(&delivery.bytes) {
+                Ok(envelope) => envelope,
+                Err(error) => {
+                    self.log.warn(format!(
+                        "ignored an undecodable message{}: {error}",
+                        from_whom(delivery.from.as_deref())
+                    ));
+                    continue;
                 }
-                Ok(envelope) if envelope.task_id == self.task_id => {
-                    return Some(Incoming {
-                        sender: envelope.sender,
-                        round: envelope.round,
-                        body: envelope.body,
-                        bytes,
-                    });
-                }
-                Ok(envelope) => self.log.warn(format!(
-                    "ignored a message from `{}` for task `{}`",
-                    envelope.sender, envelope.task_id
-                )),
-                Err(error) => self
-                    .log
-                    .warn(format!("ignored an undecodable message: {error}")),
+            };
+            if let Some(from) = &delivery.from
+                && *from != envelope.sender
+            {
+                self.log.error(format!(
+                    "refused an impersonation attempt: a `{}` message naming `{}` as its \
+                     sender came on `{}`, the subject only `{from}` may publish on",
+                    envelope.body.kind(),
+                    truncated(&envelope.sender),
+                    fl_transport::from_subject(&self.task_id, from),
+                ));
+                continue;
             }
+            if envelope.task_id != self.task_id {
+                self.log.warn(format!(
+                    "ignored a message from `{}` for task `{}`",
+                    truncated(&envelope.sender),
+                    truncated(&envelope.task_id)
+                ));
+                continue;
+            }
+            if let Body::Log {
+                unix_ms,
+                level,
+                message,
+            } = envelope.body
+            {
+                // A remote node's log line joins the task log with its own time.
+                let line = fl_telemetry::LogLine {
+                    unix_ms,
+                    node: envelope.sender,
+                    level: level.parse().unwrap_or(fl_telemetry::Level::Info),
+                    message,
+                };
+                if let Err(error) = self.log.task_log().append(line) {
+                    tracing::warn!("task log: {error}");
+                }
+                continue;
+            }
+            return Some(Incoming {
+                sender: envelope.sender,
+                round: envelope.round,
+                body: envelope.body,
+                bytes: delivery.bytes,
+            });
         }
     }
 
@@ -349,7 +383,8 @@ impl Coordinator {
         }
         let workflow_json = serde_json::to_value(&self.workflow).unwrap_or_default();
         for round in first..=max_rounds {
-            let (new_global, mut summary) = self.train_round(round, &global, &nodes).await?;
+            let (new_global, mut summary) =
+                self.train_round(round, &global, &nodes, samples).await?;
             for node in &summary.participants {
                 *contributed.entry(node.clone()).or_default() += 1;
             }
@@ -417,6 +452,16 @@ impl Coordinator {
             checkpoint::write(&self.out, &state, &global, &best.0)
                 .map_err(|e| RuntimeError::Recover(Box::new(e)))?;
             crash_point("after-checkpoint", round);
+            // The checkpoint covers the round: its spooled updates are needed by nothing
+            // (recovery resumes after it, or reruns it from scratch after falling back to the
+            // previous checkpoint).
+            let spool = self.out.join("rounds").join(format!("round-{round:05}"));
+            if let Err(error) = std::fs::remove_dir_all(&spool)
+                && error.kind() != std::io::ErrorKind::NotFound
+            {
+                self.log
+                    .warn(format!("cannot remove {}: {error}", spool.display()));
+            }
             if let Some(reason) = decision.finished.filter(|_| round < max_rounds) {
                 self.log
                     .info(format!("early stopping after round {round}: {reason}"));

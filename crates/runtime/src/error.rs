@@ -91,4 +91,7 @@ pub enum RuntimeError {
         /// What failed.
         message: String,
     },
+    /// The directory belongs to another running process.
+    #[error(transparent)]
+    Locked(#[from] crate::lock::LockError),
 }

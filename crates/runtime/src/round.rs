@@ -25,6 +25,7 @@ impl Coordinator {
         round: u64,
         global: &Arc<TensorSet>,
         nodes: &[String],
+        registered: &BTreeMap<String, u64>,
     ) -> Result<(TensorSet, RoundSummary), RuntimeError> {
         let started = Instant::now();
         let quorum = self.workflow.quorum as usize;
@@ -47,6 +48,7 @@ impl Coordinator {
                     expected: nodes.to_vec(),
                     weighting,
                     spool_dir,
+                    registered: registered.clone(),
                 })
                 .await
                 .map_err(|e| RuntimeError::Transport(e.to_string()))?
@@ -189,7 +191,9 @@ impl Coordinator {
                     .await
                     .map_err(|e| RuntimeError::Transport(e.to_string()))?
                     .map_err(RuntimeError::Transport)?;
-                let total: u64 = losses.iter().map(|(n, _)| n).sum();
+                // Sample counts are bounded by what each node registered; the sum is taken
+                // wide so that no count can wrap it.
+                let total: u128 = losses.iter().map(|(n, _)| u128::from(*n)).sum();
                 let train_loss = (total > 0)
                     .then(|| losses.iter().map(|(n, l)| *n as f64 * l).sum::<f64>() / total as f64);
                 return Ok((

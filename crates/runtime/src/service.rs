@@ -96,6 +96,7 @@ async fn serve(options: ServiceOptions, on_ready: impl FnOnce()) -> Result<(), R
         path: options.work_dir.clone(),
         message: e.to_string(),
     })?;
+    let _owner = crate::lock::lock_dir(&options.work_dir, "the coordinator service")?;
     let mut control_options = options.nats.clone();
     control_options.task = CONTROL_TASK.to_owned();
     control_options.endpoint = COORDINATOR.to_owned();

@@ -74,6 +74,14 @@ impl Endpoints {
     }
 }
 
+/// The largest message the coordinator accepts for a model of `model_bytes`: the model,
+/// an eighth more for names and metrics, and 64 MiB for the initiator's result files.
+pub(crate) fn message_limit(model_bytes: u64) -> u64 {
+    model_bytes
+        .saturating_add(model_bytes / 8)
+        .saturating_add(64 << 20)
+}
+
 /// What a finished task produced.
 #[derive(Debug, Clone)]
 pub struct TaskReport {
@@ -157,6 +165,8 @@ pub(crate) async fn run_task(
     let out = workflow.output.clone();
     fs::create_dir_all(&out).map_err(|e| output_err(&out, e))?;
     let TaskIdentity { task_id, digest } = identity;
+    // Held to the end: nothing below touches the directory before it is ours.
+    let _owner = crate::lock::lock_dir(&out, &format!("the task `{task_id}`"))?;
     let resume = if recover {
         let workflow_json = serde_json::to_value(&workflow).unwrap_or_default();
         let loaded = crate::checkpoint::load(&out, &digest, &workflow_json)
@@ -333,6 +343,11 @@ pub(crate) async fn run_task(
     let mut model =
         with_torch(workflow.threads as usize, || build_model(init)).map_err(model_error)?;
     let initial = model.state_dict().map_err(model_error)?;
+    // No message a node sends needs much more than the model: an update is the weights and
+    // a few metrics; the initiator's result files get the slack.
+    let limit = message_limit(initial.byte_size());
+    shared.limit_messages(limit);
+    tracing::debug!(limit, "messages to the coordinator are limited");
 
     let tensorboard_dir = out.join("tensorboard");
     let metrics_path = out.join("metrics.json");

@@ -5,45 +5,23 @@
 #[path = "../../transport/tests/common/mod.rs"]
 #[allow(dead_code)]
 mod common;
+#[allow(dead_code)]
+mod support;
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use fl_runtime::{RunOptions, run_embedded};
 use fl_transport::NatsOptions;
-use fl_workflow::Workflow;
+use support::{digits_workflow, weights};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
-}
-
-fn workflow(out: &Path) -> Workflow {
-    let r = repo();
-    let text = format!(
-        "version: 1\nname: over-nats\nseed: 11\nmodel: {model}\n\
-         initiator:\n  node: initiator\n  validation: {init}\n  test: {init}\n\
-         participants:\n  - node: site-1\n    data: {s1}\n  - node: site-2\n    data: {s2}\n  - node: site-3\n    data: {s3}\n\
-         max_rounds: 3\ntimeouts:\n  calculation: 60s\noutput: {out}\n",
-        model = r.join("models/digits-cnn").display(),
-        init = r.join("datasets/digits/initiator").display(),
-        s1 = r.join("datasets/digits/site-1").display(),
-        s2 = r.join("datasets/digits/site-2").display(),
-        s3 = r.join("datasets/digits/site-3").display(),
-        out = out.display(),
-    );
-    Workflow::parse(&text, out.join("workflow.yaml")).expect("a valid workflow")
-}
-
-fn weights(model_zip: &Path) -> Vec<u8> {
-    let file = std::fs::File::open(model_zip).expect("model.zip");
-    let mut archive = zip::ZipArchive::new(file).expect("zip");
-    let mut entry = archive.by_name("model.safetensors").expect("weights");
-    let mut bytes = Vec::new();
-    entry.read_to_end(&mut bytes).expect("read");
-    bytes
+fn workflow(out: &Path) -> fl_workflow::Workflow {
+    digits_workflow(
+        out,
+        "over-nats",
+        11,
+        3,
+        "max_rounds: 3\ntimeouts:\n  calculation: 60s\n",
+    )
 }
 
 #[test]

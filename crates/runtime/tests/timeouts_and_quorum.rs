@@ -1,35 +1,21 @@
 //! A participant that never answers: left out after the calculation timeout while the quorum
 //! holds, and a clear failure after the bounded retries when it does not.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 
 use fl_runtime::{InProcess, RunOptions, RuntimeError, TaskEvent, run_embedded};
-use fl_workflow::Workflow;
+use support::digits_workflow;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
-}
+#[allow(dead_code)]
+mod support;
 
-fn workflow(out: &Path, quorum: u32) -> Workflow {
-    let r = repo();
-    let text = format!(
-        "version: 1\nname: stall\nseed: 3\nmodel: {model}\n\
-         initiator:\n  node: initiator\n  validation: {init}\n  test: {init}\n\
-         participants:\n  - node: site-1\n    data: {s1}\n  - node: site-2\n    data: {s2}\n  - node: site-3\n    data: {s3}\n\
-         max_rounds: 2\nquorum: {quorum}\nround_retries: 1\n\
-         timeouts:\n  schedule: 30s\n  calculation: 2s\noutput: {out}\n",
-        model = r.join("models/digits-cnn").display(),
-        init = r.join("datasets/digits/initiator").display(),
-        s1 = r.join("datasets/digits/site-1").display(),
-        s2 = r.join("datasets/digits/site-2").display(),
-        s3 = r.join("datasets/digits/site-3").display(),
-        out = out.display(),
+fn workflow(out: &Path, quorum: u32) -> fl_workflow::Workflow {
+    let extra = format!(
+        "max_rounds: 2\nquorum: {quorum}\nround_retries: 1\n\
+         timeouts:\n  schedule: 30s\n  calculation: 2s\n"
     );
-    Workflow::parse(&text, out.join("workflow.yaml")).expect("a valid workflow")
+    digits_workflow(out, "stall", 3, 3, &extra)
 }
 
 #[test]

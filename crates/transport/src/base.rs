@@ -34,15 +34,26 @@ pub trait Transport: Send + Sync + 'static {
     fn send(&self, to: &str, bytes: Vec<u8>) -> Result<(), TransportError> {
         self.send_traced(to, bytes, None)
     }
+    /// Lowers the largest message this endpoint's inbox accepts to `bytes` (never raises
+    /// it). Transports that carry bytes from other machines refuse larger messages before
+    /// reading them; in process there is nothing to refuse.
+    fn limit_messages(&self, bytes: u64) {
+        let _ = bytes;
+    }
 }
 
-/// One received message with the trace context it was sent with.
+/// One received message with the trace context it was sent with and who sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     /// The message.
     pub bytes: Vec<u8>,
     /// The sender's W3C `traceparent`, when it gave one.
     pub traceparent: Option<String>,
+    /// The sending endpoint as the transport knows it, not as the message says: on NATS, the
+    /// node whose subject the message came on (only that node's user may publish there), or
+    /// [`COORDINATOR`] for what a node receives. `None` in process, where every endpoint is
+    /// the engine's own code in one process.
+    pub from: Option<String>,
 }
 
 /// Messages addressed to one endpoint, in the order they were sent.

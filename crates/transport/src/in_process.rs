@@ -47,7 +47,11 @@ impl Transport for InProcess {
             .get(to)
             .ok_or_else(|| TransportError::Unknown(to.to_owned()))?;
         sender
-            .send(Delivery { bytes, traceparent })
+            .send(Delivery {
+                bytes,
+                traceparent,
+                from: None,
+            })
             .map_err(|_| TransportError::Unknown(to.to_owned()))
     }
 

@@ -17,7 +17,7 @@ pub use in_process::InProcess;
 pub use nats::chunk;
 pub use nats::permissions;
 pub use nats::{
-    ControlConnection, ControlError, HEADROOM, MIN_SERVER_VERSION, NatsError, NatsOptions,
-    NatsTransport, Request, Requests, SCHEMA, check_server_version, from_subject, parse_version,
-    stream_name, to_subject,
+    ControlConnection, ControlError, DEFAULT_MAX_MESSAGE, HEADROOM, MIN_SERVER_VERSION, NatsError,
+    NatsOptions, NatsTransport, Request, Requests, SCHEMA, check_server_version, from_subject,
+    parse_version, stream_name, to_subject,
 };

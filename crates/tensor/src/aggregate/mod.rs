@@ -7,7 +7,7 @@ mod rejection;
 #[allow(clippy::unwrap_used)]
 mod tests;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 pub use rejection::{AggregateError, Rejection};
@@ -89,6 +89,8 @@ pub struct Aggregator {
     global_digest: Digest,
     specs: Vec<TensorSpec>,
     spool: UpdateSpool,
+    /// The most training samples each sender may claim, once set.
+    sample_limits: Option<BTreeMap<String, u64>>,
 }
 
 impl Aggregator {
@@ -130,6 +132,7 @@ impl Aggregator {
             global_digest: global.digest(),
             specs,
             spool: UpdateSpool::open(spool_dir)?,
+            sample_limits: None,
         };
         for entry in aggregator.spool.entries() {
             let bytes = aggregator.spool.read(entry)?;
@@ -152,6 +155,16 @@ impl Aggregator {
     /// dtypes and shapes, and only finite float values.
     pub fn offer(&mut self, bytes: &[u8]) -> Result<Accepted, Rejection> {
         let update = self.check(bytes)?;
+        if let Some(limits) = &self.sample_limits {
+            let registered = limits.get(&update.sender).copied().unwrap_or(0);
+            if update.samples > registered {
+                return Err(Rejection::TooManySamples {
+                    sender: update.sender,
+                    samples: update.samples,
+                    registered,
+                });
+            }
+        }
         if self.spool.get(&update.sender).is_some() {
             return Err(Rejection::DuplicateSender {
                 sender: update.sender,
@@ -170,6 +183,13 @@ impl Aggregator {
             accepted: self.spool.len(),
             expected: self.expected.len(),
         })
+    }
+
+    /// Bounds the training samples each sender's updates may claim from now on by what it
+    /// registered for the task (its training set's size, sent at check-in): a sender may not
+    /// weigh in with more than it has. Senders missing from `registered` may claim none.
+    pub fn limit_samples(&mut self, registered: BTreeMap<String, u64>) {
+        self.sample_limits = Some(registered);
     }
 
     /// Encodes an update received as a value (in-process transport) and offers it.

@@ -76,6 +76,18 @@ pub enum Rejection {
         /// The sender.
         sender: String,
     },
+    /// The update claims more training samples than its sender registered for the task.
+    #[error(
+        "update rejected: `{sender}` reports {samples} training samples, more than the {registered} it checked in with"
+    )]
+    TooManySamples {
+        /// The sender.
+        sender: String,
+        /// The samples the update claims.
+        samples: u64,
+        /// The samples the sender registered.
+        registered: u64,
+    },
     /// The update was trained from other weights than this round's global weights.
     #[error(
         "update rejected: `{sender}` trained from weights {found}, expected this round's global weights {expected}"
@@ -167,6 +179,7 @@ impl Rejection {
             | Rejection::UnknownSender { sender }
             | Rejection::DuplicateSender { sender }
             | Rejection::NoSamples { sender }
+            | Rejection::TooManySamples { sender, .. }
             | Rejection::BaseDigest { sender, .. }
             | Rejection::MissingTensor { sender, .. }
             | Rejection::UnexpectedTensor { sender, .. }

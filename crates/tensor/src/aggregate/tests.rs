@@ -116,6 +116,35 @@ fn weighted_mean_of_known_values() {
 }
 
 #[test]
+fn too_many_samples_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut aggregator = start(dir.path(), Weighting::Samples);
+    aggregator.limit_samples([("a".to_string(), 1), ("b".to_string(), 3)].into());
+    let huge = update("b", u64::MAX, weights(|i| 4.0 + i, [5.0, 3.0], 30));
+    let rejection = aggregator.offer(&huge.encode().unwrap()).unwrap_err();
+    assert!(
+        matches!(
+            rejection,
+            Rejection::TooManySamples { ref sender, samples: u64::MAX, registered: 3 } if sender == "b"
+        ),
+        "{rejection}"
+    );
+    assert!(
+        rejection
+            .to_string()
+            .contains("more than the 3 it checked in with")
+    );
+    // `c` registered nothing: it may claim no sample. Exactly what was registered is fine.
+    assert!(matches!(
+        aggregator.offer(&c().encode().unwrap()),
+        Err(Rejection::TooManySamples { registered: 0, .. })
+    ));
+    aggregator.offer(&a().encode().unwrap()).unwrap();
+    aggregator.offer(&b().encode().unwrap()).unwrap();
+    assert_eq!(aggregator.total_samples(), 4);
+}
+
+#[test]
 fn uniform_mean_ignores_sample_counts() {
     let dir = tempfile::tempdir().unwrap();
     let result = aggregate(dir.path(), Weighting::Uniform, &[a(), b(), c()]);

@@ -5,6 +5,13 @@
 //! accepts chunks in any order, drops duplicates, and yields a message only when every chunk is
 //! present, each chunk's CRC-32 matches and the whole message's SHA-256 matches: bad data is
 //! never delivered.
+//!
+//! A chunk's headers are the sender's word, so they are checked against [`Limits`] before
+//! anything is kept: the announced size against the largest message accepted, the chunk
+//! count against what that size can need (chunks other than the last are all one size, at
+//! least [`MIN_CHUNK`] bytes), and the bytes received against the announced size. What a
+//! reassembler holds for one sender is therefore at most one message of at most
+//! [`Limits::max_message`] bytes, in at most `max_message / MIN_CHUNK + 1` chunks.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt::Write as _;
@@ -14,6 +21,28 @@ use sha2::{Digest as _, Sha256};
 /// How many finished (delivered or abandoned) message ids a [`Reassembler`] remembers, so that
 /// late duplicates of their chunks are recognised.
 const REMEMBERED: usize = 1024;
+
+/// The smallest chunk a sender cuts, except a message's last one.
+pub const MIN_CHUNK: usize = 1024;
+
+/// How many missing chunk indices an error lists.
+const LISTED: usize = 8;
+
+/// What one sender's chunks may announce and carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest message accepted, in bytes.
+    pub max_message: u64,
+    /// The largest chunk accepted, in bytes (the server's `max_payload` bounds it anyway).
+    pub max_chunk: usize,
+}
+
+impl Limits {
+    /// The chunk count a message of `total_len` bytes may have at most.
+    fn max_count(total_len: u64) -> u64 {
+        total_len.div_ceil(MIN_CHUNK as u64).max(1)
+    }
+}
 
 /// What travels with each chunk (in NATS headers).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +62,8 @@ pub struct ChunkMeta {
 }
 
 /// Splits `bytes` into chunks of at most `chunk_size` bytes (at least one chunk, even for an
-/// empty message), each with its [`ChunkMeta`] and the byte range it covers.
+/// empty message), each with its [`ChunkMeta`] and the byte range it covers. A receiver
+/// refuses chunks smaller than [`MIN_CHUNK`] other than the last.
 ///
 /// # Panics
 /// If `chunk_size` is 0 or the message would need more than `u32::MAX` chunks.
@@ -114,14 +144,28 @@ pub enum ReassemblyError {
     },
     /// A later message from the same sender started before this one was complete: the missing
     /// chunks were lost (a sender publishes every chunk of a message before the next message).
-    #[error("message {message_id}: chunks {missing:?} of {count} never arrived")]
+    #[error(
+        "message {message_id}: {missing_count} of its {count} chunks never arrived (the first: {missing:?})"
+    )]
     Missing {
         /// The message.
         message_id: String,
-        /// The indices that never arrived.
+        /// The first indices that never arrived (at most 8).
         missing: Vec<u32>,
+        /// How many never arrived.
+        missing_count: u32,
         /// The message's chunk count.
         count: u32,
+    },
+    /// The message announces more bytes than the receiver accepts.
+    #[error("message {message_id}: {size} bytes announced, more than the {limit} accepted")]
+    TooLarge {
+        /// The message.
+        message_id: String,
+        /// The size its headers announce.
+        size: u64,
+        /// The largest message accepted.
+        limit: u64,
     },
 }
 
@@ -159,31 +203,110 @@ struct Partial<T> {
     total_len: u64,
     sha256: String,
     chunks: BTreeMap<u32, Vec<u8>>,
+    /// Bytes held in `chunks`.
+    received: u64,
+    /// The length of the chunks other than the last, once one arrived.
+    chunk_len: Option<usize>,
     tokens: Vec<T>,
+}
+
+impl<T> Partial<T> {
+    /// Why `meta` and a payload of `len` bytes cannot belong to this message, if they cannot
+    /// (the chunk passed [`check_alone`]).
+    fn inconsistency(&self, meta: &ChunkMeta, len: usize) -> Option<String> {
+        if meta.count != self.count
+            || meta.total_len != self.total_len
+            || meta.sha256 != self.sha256
+        {
+            return Some(
+                "chunk count, length or digest differs from the message's first chunk".into(),
+            );
+        }
+        if self.received.saturating_add(len as u64) > self.total_len {
+            return Some(format!(
+                "its bytes exceed the {} the message announces",
+                self.total_len
+            ));
+        }
+        let last = meta.index + 1 == meta.count;
+        if !last && self.chunk_len.is_some_and(|l| l != len) {
+            return Some(format!(
+                "{len} bytes, where every chunk but the last has one size"
+            ));
+        }
+        None
+    }
+
+    /// Up to [`LISTED`] indices that never arrived, and how many.
+    fn missing(&self) -> (Vec<u32>, u32) {
+        let missing = (0..self.count).filter(|i| !self.chunks.contains_key(i));
+        let count = self
+            .count
+            .saturating_sub(u32::try_from(self.chunks.len()).unwrap_or(u32::MAX));
+        (missing.take(LISTED).collect(), count)
+    }
+}
+
+/// What makes a chunk impossible whatever else arrived: a size over the limit, an index or
+/// count the size cannot have, a payload too large, or (not the last) too small.
+fn check_alone(meta: &ChunkMeta, len: usize, limits: &Limits) -> Option<ReassemblyError> {
+    if meta.total_len > limits.max_message {
+        return Some(ReassemblyError::TooLarge {
+            message_id: meta.message_id.clone(),
+            size: meta.total_len,
+            limit: limits.max_message,
+        });
+    }
+    let count = u64::from(meta.count);
+    let reason = if meta.count == 0 || meta.index >= meta.count {
+        format!("index {} of {} chunks", meta.index, meta.count)
+    } else if count > Limits::max_count(meta.total_len)
+        || meta.total_len > count.saturating_mul(limits.max_chunk as u64)
+    {
+        format!(
+            "{count} chunks cannot hold {} bytes (chunks are {MIN_CHUNK} to {} bytes)",
+            meta.total_len, limits.max_chunk
+        )
+    } else if len > limits.max_chunk {
+        format!(
+            "{len} bytes, more than the {} a chunk may hold",
+            limits.max_chunk
+        )
+    } else if meta.index + 1 < meta.count && len < MIN_CHUNK {
+        format!("{len} bytes, where every chunk but the last has at least {MIN_CHUNK}")
+    } else {
+        return None;
+    };
+    Some(ReassemblyError::Inconsistent {
+        message_id: meta.message_id.clone(),
+        index: meta.index,
+        reason,
+    })
 }
 
 /// Puts one sender's messages back together (see the module docs).
 #[derive(Debug)]
 pub struct Reassembler<T> {
+    limits: Limits,
     current: Option<Partial<T>>,
     finished: HashSet<String>,
     finished_order: VecDeque<String>,
 }
 
-impl<T> Default for Reassembler<T> {
-    fn default() -> Self {
+impl<T> Reassembler<T> {
+    /// A reassembler with nothing in progress that accepts what `limits` allow.
+    pub fn new(limits: Limits) -> Self {
         Self {
+            limits,
             current: None,
             finished: HashSet::new(),
             finished_order: VecDeque::new(),
         }
     }
-}
 
-impl<T> Reassembler<T> {
-    /// A reassembler with nothing in progress.
-    pub fn new() -> Self {
-        Self::default()
+    /// Changes the limits for the chunks pushed from now on.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// Whether a message is partly received.
@@ -200,15 +323,37 @@ impl<T> Reassembler<T> {
             outcomes.push(Outcome::Stale(token));
             return outcomes;
         }
+        // An impossible chunk is refused alone: it does not end the message in progress.
+        if let Some(error) = check_alone(&meta, payload.len(), &self.limits) {
+            if self
+                .current
+                .as_ref()
+                .is_some_and(|p| p.message_id == meta.message_id)
+            {
+                let mut partial = self.current.take().expect("checked");
+                partial.tokens.push(token);
+                self.remember(partial.message_id);
+                outcomes.push(Outcome::Failed {
+                    error,
+                    tokens: partial.tokens,
+                });
+            } else {
+                self.remember(meta.message_id);
+                outcomes.push(Outcome::Failed {
+                    error,
+                    tokens: vec![token],
+                });
+            }
+            return outcomes;
+        }
         if let Some(partial) = self.current.take_if(|p| p.message_id != meta.message_id) {
-            let missing = (0..partial.count)
-                .filter(|i| !partial.chunks.contains_key(i))
-                .collect();
+            let (missing, missing_count) = partial.missing();
             self.remember(partial.message_id.clone());
             outcomes.push(Outcome::Failed {
                 error: ReassemblyError::Missing {
                     message_id: partial.message_id,
                     missing,
+                    missing_count,
                     count: partial.count,
                 },
                 tokens: partial.tokens,
@@ -225,18 +370,14 @@ impl<T> Reassembler<T> {
             total_len: meta.total_len,
             sha256: meta.sha256.clone(),
             chunks: BTreeMap::new(),
+            received: 0,
+            chunk_len: None,
             tokens: Vec::new(),
         });
-        let inconsistent = if meta.count == 0 || meta.index >= meta.count {
-            Some(format!("index {} of {} chunks", meta.index, meta.count))
-        } else if meta.count != partial.count
-            || meta.total_len != partial.total_len
-            || meta.sha256 != partial.sha256
-        {
-            Some("chunk count, length or digest differs from the message's first chunk".into())
-        } else {
-            None
-        };
+        if partial.chunks.contains_key(&meta.index) && meta.count == partial.count {
+            return Outcome::Stale(token);
+        }
+        let inconsistent = partial.inconsistency(&meta, payload.len());
         let found = crc32fast::hash(payload);
         let error = if let Some(reason) = inconsistent {
             Some(ReassemblyError::Inconsistent {
@@ -263,9 +404,10 @@ impl<T> Reassembler<T> {
                 tokens: partial.tokens,
             };
         }
-        if partial.chunks.contains_key(&meta.index) {
-            return Outcome::Stale(token);
+        if meta.index + 1 < meta.count {
+            partial.chunk_len = Some(payload.len());
         }
+        partial.received += payload.len() as u64;
         partial.chunks.insert(meta.index, payload.to_vec());
         partial.tokens.push(token);
         if partial.chunks.len() < partial.count as usize {
@@ -273,7 +415,7 @@ impl<T> Reassembler<T> {
         }
         let partial = self.current.take().expect("just inserted");
         self.remember(partial.message_id.clone());
-        let mut message = Vec::with_capacity(usize::try_from(partial.total_len).unwrap_or(0));
+        let mut message = Vec::with_capacity(usize::try_from(partial.received).unwrap_or(0));
         for chunk in partial.chunks.into_values() {
             message.extend_from_slice(&chunk);
         }
@@ -360,6 +502,10 @@ mod tests {
     }
 
     const CHUNK: usize = 1024 * 1024 - 8192;
+    const LIMITS: Limits = Limits {
+        max_message: 64 << 20,
+        max_chunk: CHUNK,
+    };
 
     #[test]
     fn round_trips_every_size() {
@@ -368,7 +514,7 @@ mod tests {
             let parts = chunks("m", &bytes, CHUNK);
             assert_eq!(parts.len(), len.div_ceil(CHUNK).max(1), "len {len}");
             assert!(parts.iter().all(|(_, p)| p.len() <= CHUNK));
-            let mut r = Reassembler::new();
+            let mut r = Reassembler::new(LIMITS);
             let (delivered, failed, acked) = feed(&mut r, parts.clone());
             assert_eq!(delivered, vec![bytes], "len {len}");
             assert!(failed.is_empty());
@@ -380,10 +526,10 @@ mod tests {
     #[test]
     fn accepts_chunks_in_any_order() {
         let bytes = data(10_000);
-        let mut parts = chunks("m", &bytes, 1000);
+        let mut parts = chunks("m", &bytes, 1024);
         parts.reverse();
         parts.swap(2, 7);
-        let mut r = Reassembler::new();
+        let mut r = Reassembler::new(LIMITS);
         let (delivered, failed, _) = feed(&mut r, parts);
         assert_eq!(delivered, vec![bytes]);
         assert!(failed.is_empty());
@@ -392,9 +538,9 @@ mod tests {
     #[test]
     fn refuses_a_flipped_byte() {
         let bytes = data(10_000);
-        let mut parts = chunks("m", &bytes, 1000);
+        let mut parts = chunks("m", &bytes, 1024);
         parts[3].1[17] ^= 0x01;
-        let mut r = Reassembler::new();
+        let mut r = Reassembler::new(LIMITS);
         let (delivered, failed, acked) = feed(&mut r, parts);
         assert!(delivered.is_empty());
         assert!(matches!(
@@ -413,10 +559,10 @@ mod tests {
         // Chunks consistent with their own CRC-32 but not with the message's SHA-256 (as if
         // a sender's buffer changed between hashing and chunking).
         let bytes = data(3000);
-        let mut parts = chunks("m", &bytes, 1000);
+        let mut parts = chunks("m", &bytes, 1024);
         parts[1].1[0] ^= 0xff;
         parts[1].0.crc32 = crc32fast::hash(&parts[1].1);
-        let mut r = Reassembler::new();
+        let mut r = Reassembler::new(LIMITS);
         let (delivered, failed, _) = feed(&mut r, parts);
         assert!(delivered.is_empty());
         assert!(matches!(
@@ -429,10 +575,10 @@ mod tests {
     fn reports_a_missing_chunk_when_the_next_message_starts() {
         let first = data(5000);
         let second = data(1500);
-        let mut parts = chunks("a", &first, 1000);
+        let mut parts = chunks("a", &first, 1024);
         parts.remove(2);
-        parts.extend(chunks("b", &second, 1000));
-        let mut r = Reassembler::new();
+        parts.extend(chunks("b", &second, 1024));
+        let mut r = Reassembler::new(LIMITS);
         let (delivered, failed, acked) = feed(&mut r, parts);
         assert_eq!(delivered, vec![second]);
         assert_eq!(
@@ -440,12 +586,13 @@ mod tests {
             vec![ReassemblyError::Missing {
                 message_id: "a".into(),
                 missing: vec![2],
+                missing_count: 1,
                 count: 5
             }]
         );
         assert_eq!(acked.len(), 4 + 2);
         // A late chunk of the abandoned message is stale, not the start of a new one.
-        let late = chunks("a", &first, 1000).remove(2);
+        let late = chunks("a", &first, 1024).remove(2);
         let (delivered, failed, acked) = feed(&mut r, [late]);
         assert!(delivered.is_empty() && failed.is_empty());
         assert_eq!(acked, vec![2]);
@@ -454,10 +601,10 @@ mod tests {
     #[test]
     fn drops_duplicate_chunks() {
         let bytes = data(3000);
-        let parts = chunks("m", &bytes, 1000);
+        let parts = chunks("m", &bytes, 1024);
         let mut with_dups = vec![parts[0].clone(), parts[0].clone(), parts[1].clone()];
         with_dups.extend(parts.iter().cloned());
-        let mut r = Reassembler::new();
+        let mut r = Reassembler::new(LIMITS);
         let (delivered, failed, acked) = feed(&mut r, with_dups);
         assert_eq!(delivered, vec![bytes]);
         assert!(failed.is_empty());
@@ -468,14 +615,119 @@ mod tests {
     #[test]
     fn refuses_inconsistent_headers() {
         let bytes = data(3000);
-        let mut parts = chunks("m", &bytes, 1000);
+        let mut parts = chunks("m", &bytes, 1024);
         parts[1].0.count = 4;
-        let mut r = Reassembler::new();
+        let mut r = Reassembler::new(LIMITS);
         let (delivered, failed, _) = feed(&mut r, parts);
         assert!(delivered.is_empty());
         assert!(matches!(
             failed[0],
             ReassemblyError::Inconsistent { index: 1, .. }
         ));
+    }
+
+    /// One chunk whose headers announce `total_len` bytes in `count` chunks.
+    fn forged(total_len: u64, count: u32, payload: &[u8]) -> (ChunkMeta, Vec<u8>) {
+        let meta = ChunkMeta {
+            message_id: "forged".into(),
+            index: 0,
+            count,
+            crc32: crc32fast::hash(payload),
+            total_len,
+            sha256: sha256_hex(payload),
+        };
+        (meta, payload.to_vec())
+    }
+
+    #[test]
+    fn refuses_what_the_headers_cannot_hold_before_keeping_anything() {
+        let mut r = Reassembler::new(LIMITS);
+        // A 100-byte chunk announcing 2^60 bytes (it aborted the coordinator once).
+        let (_, failed, acked) = feed(&mut r, [forged(1 << 60, 1, &[7; 100])]);
+        assert_eq!(
+            failed,
+            vec![ReassemblyError::TooLarge {
+                message_id: "forged".into(),
+                size: 1 << 60,
+                limit: 64 << 20
+            }]
+        );
+        assert_eq!(acked.len(), 1);
+        assert_eq!(r.in_progress(), None);
+        // 5·10^7 chunks announced for a small message, a chunk larger than allowed, chunks
+        // of other sizes than the first, bytes beyond the announced size.
+        let cases = [
+            forged(4096, 50_000_000, &[1; 1024]),
+            forged(10 << 20, 2, &[1; 1024]),
+        ];
+        for case in cases {
+            let mut r = Reassembler::new(LIMITS);
+            let (delivered, failed, _) = feed(&mut r, [case]);
+            assert!(delivered.is_empty());
+            assert!(
+                matches!(&failed[..], [ReassemblyError::Inconsistent { reason, .. }] if reason.contains("cannot hold")),
+                "{failed:?}"
+            );
+        }
+        let mut big = forged(3 * 1024, 3, &[1; 1024]);
+        big.1 = vec![1; CHUNK + 1];
+        let mut small = forged(4 * 1024, 4, &[1; 1024]);
+        small.1 = vec![1; 100];
+        for case in [big, small] {
+            let mut r = Reassembler::new(LIMITS);
+            let (_, failed, _) = feed(&mut r, [case]);
+            assert!(
+                matches!(&failed[..], [ReassemblyError::Inconsistent { .. }]),
+                "{failed:?}"
+            );
+        }
+        let bytes = data(3000);
+        let mut parts = chunks("m", &bytes, 1024);
+        parts[2].1.extend_from_slice(&[0; 2000]);
+        let mut r = Reassembler::new(LIMITS);
+        let (_, failed, _) = feed(&mut r, parts);
+        assert!(
+            matches!(&failed[..], [ReassemblyError::Inconsistent { reason, .. }] if reason.contains("exceed")),
+            "{failed:?}"
+        );
+    }
+
+    #[test]
+    fn an_impossible_chunk_does_not_end_the_message_in_progress() {
+        let bytes = data(5000);
+        let mut parts = chunks("honest", &bytes, 1024);
+        parts.insert(2, forged(1 << 60, 1, &[7; 100]));
+        let mut r = Reassembler::new(LIMITS);
+        let (delivered, failed, acked) = feed(&mut r, parts);
+        assert_eq!(delivered, vec![bytes]);
+        assert!(
+            matches!(&failed[..], [ReassemblyError::TooLarge { .. }]),
+            "{failed:?}"
+        );
+        assert_eq!(acked.len(), 6);
+    }
+
+    #[test]
+    fn lists_a_bounded_number_of_missing_chunks() {
+        let bytes = data(64 * 1024);
+        let mut parts = chunks("a", &bytes, 1024);
+        parts.truncate(1);
+        parts.extend(chunks("b", &bytes[..10], 1024));
+        let mut r = Reassembler::new(LIMITS);
+        let (_, failed, _) = feed(&mut r, parts);
+        let [
+            ReassemblyError::Missing {
+                missing,
+                missing_count,
+                count,
+                ..
+            },
+        ] = &failed[..]
+        else {
+            panic!("{failed:?}");
+        };
+        assert_eq!((missing.len(), *missing_count, *count), (8, 63, 64));
+        assert_eq!(missing[0], 1);
+        assert!(failed[0].to_string().len() < 200, "{}", failed[0]);
     }
 }

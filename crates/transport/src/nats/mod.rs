@@ -48,7 +48,13 @@
 //!
 //! The receiver (one background task per open inbox) reassembles chunks per sender subject
 //! ([`chunk::Reassembler`]): in any order, duplicates dropped, each chunk's CRC-32 and the whole
-//! message's SHA-256 and length verified. A message is delivered to the [`Inbox`] only whole
+//! message's SHA-256 and length verified. Headers are checked against limits before anything
+//! is kept: the announced size against the largest message accepted
+//! ([`NatsOptions::max_message`], lowered per task with [`NatsTransport::limit_messages`]), the
+//! chunk count against what that size needs, chunk sizes against the server's `max_payload`;
+//! a refused message is acknowledged (`Term`: never redelivered), logged and counted
+//! ([`NatsTransport::refused_messages`]). A delivered message names its sender
+//! ([`Delivery::from`](crate::Delivery)) from the subject it came on, never from its bytes. A message is delivered to the [`Inbox`] only whole
 //! and verified, and its chunks are acknowledged only after that, so a receiver that crashes
 //! mid-message gets it again (delivery is at least once across a receiver restart). A corrupt,
 //! inconsistent or incomplete message (a later message from the same sender started first)
@@ -88,9 +94,11 @@ use tokio::sync::watch;
 pub use self::control::{ControlConnection, ControlError, Request, Requests};
 pub use self::headers::{HEADROOM, SCHEMA};
 use self::options::valid_name;
-pub use self::options::{NatsError, NatsOptions, from_subject, stream_name, to_subject};
+pub use self::options::{
+    DEFAULT_MAX_MESSAGE, NatsError, NatsOptions, from_subject, stream_name, to_subject,
+};
 use self::publisher::{Outgoing, Publisher};
-use self::receiver::{OpenInbox, Receiver};
+use self::receiver::{Guard, OpenInbox, Receiver};
 pub use self::version::{MIN_SERVER_VERSION, check_server_version, parse_version};
 use crate::base::{COORDINATOR, Inbox, Transport, TransportError};
 
@@ -111,6 +119,8 @@ struct Inner {
     outgoing: UnboundedSender<Outgoing>,
     enqueued: AtomicU64,
     published: watch::Receiver<u64>,
+    /// Limits and refusals shared with the receiver task.
+    guard: Arc<Guard>,
     /// The open inbox, watched by the receiver task (started by the first `open`).
     inbox: Mutex<(watch::Sender<OpenInbox>, bool)>,
 }
@@ -171,8 +181,13 @@ impl NatsTransport {
         };
         let mut chunk_size = max_payload.saturating_sub(HEADROOM).max(1024);
         if let Some(cap) = options.max_chunk {
-            chunk_size = chunk_size.min(cap.max(1));
+            chunk_size = chunk_size.min(cap.max(chunk::MIN_CHUNK));
         }
+        let guard = Arc::new(Guard {
+            max_message: AtomicU64::new(options.max_message),
+            max_chunk: max_payload,
+            refused: AtomicU64::new(0),
+        });
 
         let (outgoing, queue) = unbounded_channel();
         let (published_tx, published) = watch::channel(0);
@@ -190,6 +205,7 @@ impl NatsTransport {
                 outgoing,
                 enqueued: AtomicU64::new(0),
                 published,
+                guard,
                 inbox: Mutex::new((watch::channel(None).0, false)),
             }),
         })
@@ -203,6 +219,28 @@ impl NatsTransport {
     /// The largest chunk this transport publishes.
     pub fn chunk_size(&self) -> usize {
         self.inner.chunk_size
+    }
+
+    /// Lowers (never raises) the largest message this transport's inbox accepts, from the
+    /// configured [`NatsOptions::max_message`] to what the task needs (the runtime sets it
+    /// from the model's size). Chunks announcing a larger message are refused unread.
+    pub fn limit_messages(&self, bytes: u64) {
+        self.inner
+            .guard
+            .max_message
+            .fetch_min(bytes, Ordering::Relaxed);
+    }
+
+    /// The largest message this transport's inbox accepts now.
+    pub fn message_limit(&self) -> u64 {
+        self.inner.guard.max_message.load(Ordering::Relaxed)
+    }
+
+    /// How many messages the inbox refused (not fedengine chunks, over the limits,
+    /// inconsistent, corrupt or incomplete); each was acknowledged so that it is not
+    /// delivered again.
+    pub fn refused_messages(&self) -> u64 {
+        self.inner.guard.refused.load(Ordering::Relaxed)
     }
 
     /// [`Transport::send`] with a W3C `traceparent` carried in the chunks' headers.
@@ -257,6 +295,10 @@ impl Transport for NatsTransport {
         self.publish(to, bytes, traceparent)
     }
 
+    fn limit_messages(&self, bytes: u64) {
+        NatsTransport::limit_messages(self, bytes);
+    }
+
     fn open(&self, name: &str) -> Result<Inbox, TransportError> {
         let inner = &self.inner;
         if name != inner.endpoint {
@@ -277,16 +319,24 @@ impl Transport for NatsTransport {
             // pulled while no inbox was open goes to this one.
             return Ok(Inbox::new(receiver));
         }
-        let filter = if inner.endpoint == COORDINATOR {
-            format!("fedengine.{}.from.>", inner.task)
+        // Who sent a message is the endpoint whose subject it came on: only that endpoint's
+        // NATS user may publish there (see `permissions`).
+        let (filter, senders) = if inner.endpoint == COORDINATOR {
+            (
+                format!("fedengine.{}.from.>", inner.task),
+                (from_subject(&inner.task, ""), None),
+            )
         } else {
-            to_subject(&inner.task, &inner.endpoint)
+            let subject = to_subject(&inner.task, &inner.endpoint);
+            (subject.clone(), (subject, Some(COORDINATOR.to_owned())))
         };
         let receiver_task = Receiver::new(
             inner.jetstream.clone(),
             stream_name(&inner.task),
             inner.endpoint.clone(),
             filter,
+            senders,
+            inner.guard.clone(),
             inbox.subscribe(),
         );
         inner.runtime.spawn(receiver_task.run());

@@ -20,9 +20,16 @@ pub struct NatsOptions {
     pub tls_ca: Option<PathBuf>,
     /// The connection's name as the server shows it; default `fedengine-<task>-<endpoint>`.
     pub connection_name: Option<String>,
-    /// An upper bound on chunk size below the server's limit (tests use it to get many chunks).
+    /// An upper bound on chunk size below the server's limit (tests use it to get many
+    /// chunks); at least [`MIN_CHUNK`](crate::chunk::MIN_CHUNK).
     pub max_chunk: Option<usize>,
+    /// The largest message the inbox accepts, in bytes ([`DEFAULT_MAX_MESSAGE`] unless set);
+    /// the runtime lowers it per task from the model's size.
+    pub max_message: u64,
 }
+
+/// The default of [`NatsOptions::max_message`]: 4 GiB.
+pub const DEFAULT_MAX_MESSAGE: u64 = 4 << 30;
 
 impl NatsOptions {
     /// Options with no authentication and no TLS.
@@ -40,6 +47,7 @@ impl NatsOptions {
             tls_ca: None,
             connection_name: None,
             max_chunk: None,
+            max_message: DEFAULT_MAX_MESSAGE,
         }
     }
 }

@@ -2,19 +2,19 @@
 //! delivers whole, verified messages to the open inbox.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
 use futures_util::StreamExt as _;
 use tokio::sync::mpsc::UnboundedSender;
-
-use super::headers::TRACEPARENT;
-use crate::base::Delivery;
 use tokio::sync::watch;
 
-use super::chunk::{Outcome, Reassembler};
-use super::headers::parse_headers;
+use super::chunk::{Limits, Outcome, Reassembler};
+use super::headers::{parse_headers, traceparent};
 use super::publisher::Backoff;
+use crate::base::Delivery;
 
 /// Chunks a receiver fetches per pull request.
 const FETCH: usize = 16;
@@ -22,11 +22,37 @@ const FETCH: usize = 16;
 /// The sending end of the open inbox, if any.
 pub(super) type OpenInbox = Option<UnboundedSender<Delivery>>;
 
+/// What the receivers of one transport share with it: the limits chunks are checked against
+/// and the count of messages refused.
+#[derive(Debug)]
+pub(super) struct Guard {
+    /// The largest message accepted, in bytes (changed by `NatsTransport::limit_messages`).
+    pub(super) max_message: AtomicU64,
+    /// The largest chunk accepted: the server's `max_payload`.
+    pub(super) max_chunk: usize,
+    /// Messages refused: not chunks, over the limits, inconsistent, corrupt or incomplete.
+    pub(super) refused: AtomicU64,
+}
+
+impl Guard {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_message: self.max_message.load(Ordering::Relaxed),
+            max_chunk: self.max_chunk,
+        }
+    }
+}
+
 pub(super) struct Receiver {
     jetstream: jetstream::Context,
     stream: String,
     durable: String,
     filter: String,
+    /// Subjects messages come on and the endpoint that alone may publish on each:
+    /// `(prefix, None)` for `<prefix><node>` from that node, `(subject, Some(endpoint))` for
+    /// one exact subject.
+    senders: (String, Option<String>),
+    guard: Arc<Guard>,
     /// The open inbox, if any; closed when every transport clone is gone.
     inbox: watch::Receiver<OpenInbox>,
     /// A complete message whose inbox closed before it could be delivered, with its chunks.
@@ -36,12 +62,15 @@ pub(super) struct Receiver {
 
 impl Receiver {
     /// A receiver for the durable consumer `durable` (filter `filter`) of `stream`, feeding
-    /// the inbox `inbox` watches.
+    /// the inbox `inbox` watches. `senders` says who published what comes on a subject (see
+    /// the field).
     pub(super) fn new(
         jetstream: jetstream::Context,
         stream: String,
         durable: String,
         filter: String,
+        senders: (String, Option<String>),
+        guard: Arc<Guard>,
         inbox: watch::Receiver<OpenInbox>,
     ) -> Self {
         Self {
@@ -49,6 +78,8 @@ impl Receiver {
             stream,
             durable,
             filter,
+            senders,
+            guard,
             inbox,
             held: None,
             reassemblers: HashMap::new(),
@@ -166,21 +197,49 @@ impl Receiver {
             .map_err(|e| e.to_string())
     }
 
-    async fn handle(&mut self, inbox: &UnboundedSender<Delivery>, message: jetstream::Message) {
+    /// The endpoint that alone may publish on `subject` (under the shipped permissions).
+    fn sender_of(&self, subject: &str) -> Option<String> {
+        match &self.senders {
+            (prefix, None) => subject
+                .strip_prefix(prefix.as_str())
+                .filter(|node| super::options::valid_name(node))
+                .map(str::to_owned),
+            (exact, Some(endpoint)) => (subject == exact).then(|| endpoint.clone()),
+        }
+    }
+
+    async fn refuse(&self, message: &jetstream::Message, error: &str) {
+        self.guard.refused.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(subject = %message.subject, %error, "refused a message");
+        ack(message, jetstream::AckKind::Term).await;
+    }
+
+    async fn handle(&mut self, inbox: &UnboundedSender<Delivery>, mut message: jetstream::Message) {
+        let subject = message.subject.to_string();
+        let Some(from) = self.sender_of(&subject) else {
+            self.refuse(&message, "no endpoint publishes on this subject")
+                .await;
+            return;
+        };
         let meta = match parse_headers(message.headers.as_ref()) {
             Ok(meta) => meta,
             Err(error) => {
-                tracing::error!(subject = %message.subject, %error, "discarding a message that is not a fedengine chunk");
-                ack(&message, jetstream::AckKind::Term).await;
+                self.refuse(&message, &format!("not a fedengine chunk: {error}"))
+                    .await;
                 return;
             }
         };
+        // Every chunk of a message carries its trace context; the chunk that completes a
+        // message is one of them. The token keeps only what acknowledging needs.
+        let traceparent = traceparent(message.headers.as_ref());
+        let payload = std::mem::take(&mut message.message.payload);
+        message.message.headers = None;
+        let limits = self.guard.limits();
         let reassembler = self
             .reassemblers
-            .entry(message.subject.to_string())
-            .or_default();
-        let payload = message.payload.clone();
-        let subject = message.subject.to_string();
+            .entry(subject.clone())
+            .or_insert_with(|| Reassembler::new(limits));
+        reassembler.set_limits(limits);
         for outcome in reassembler.push(meta, &payload, message) {
             match outcome {
                 Outcome::Pending => {}
@@ -189,17 +248,11 @@ impl Receiver {
                     message,
                     tokens,
                 } => {
-                    // The trace context travels in every chunk's headers; the first one's is
-                    // the message's.
-                    let traceparent = tokens
-                        .first()
-                        .and_then(|chunk| chunk.headers.as_ref())
-                        .and_then(|h| h.get(TRACEPARENT))
-                        .map(|v| v.as_str().to_owned());
                     tracing::debug!(%subject, %message_id, bytes = message.len(), traceparent = traceparent.as_deref().unwrap_or("-"), "received");
                     let delivery = Delivery {
                         bytes: message,
-                        traceparent,
+                        traceparent: traceparent.clone(),
+                        from: Some(from.clone()),
                     };
                     if let Err(returned) = inbox.send(delivery) {
                         // Closed meanwhile: kept for the next inbox opened on this transport.
@@ -211,7 +264,8 @@ impl Receiver {
                     }
                 }
                 Outcome::Failed { error, tokens } => {
-                    tracing::error!(%subject, %error, "discarding a message that cannot be reassembled");
+                    self.guard.refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(%subject, %error, "refused a message that cannot be reassembled");
                     for token in tokens {
                         ack(&token, jetstream::AckKind::Term).await;
                     }
