@@ -77,7 +77,7 @@ fn from_whom(from: Option<&str>) -> String {
 }
 
 /// At most 64 characters of a name a message gave, for logs.
-pub(crate) fn truncated(name: &str) -> String {
+fn truncated(name: &str) -> String {
     const MAX: usize = 64;
     match name.char_indices().nth(MAX) {
         None => name.to_owned(),

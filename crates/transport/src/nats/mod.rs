@@ -50,7 +50,7 @@
 //! ([`chunk::Reassembler`]): in any order, duplicates dropped, each chunk's CRC-32 and the whole
 //! message's SHA-256 and length verified. Headers are checked against limits before anything
 //! is kept: the announced size against the largest message accepted
-//! ([`NatsOptions::max_message`], lowered per task with [`NatsTransport::limit_messages`]), the
+//! ([`NatsOptions::max_message`], lowered per task with [`Transport::limit_messages`]), the
 //! chunk count against what that size needs, chunk sizes against the server's `max_payload`;
 //! a refused message is acknowledged (`Term`: never redelivered), logged and counted
 //! ([`NatsTransport::refused_messages`]). A delivered message names its sender
@@ -98,7 +98,7 @@ pub use self::options::{
     DEFAULT_MAX_MESSAGE, NatsError, NatsOptions, from_subject, stream_name, to_subject,
 };
 use self::publisher::{Outgoing, Publisher};
-use self::receiver::{Guard, OpenInbox, Receiver};
+use self::receiver::{Guard, OpenInbox, Receiver, Senders};
 pub use self::version::{MIN_SERVER_VERSION, check_server_version, parse_version};
 use crate::base::{COORDINATOR, Inbox, Transport, TransportError};
 
@@ -295,8 +295,14 @@ impl Transport for NatsTransport {
         self.publish(to, bytes, traceparent)
     }
 
+    /// Lowers the limit from the configured [`NatsOptions::max_message`] to what the task
+    /// needs (the runtime sets it from the model's size). Chunks announcing a larger message
+    /// are refused unread.
     fn limit_messages(&self, bytes: u64) {
-        NatsTransport::limit_messages(self, bytes);
+        self.inner
+            .guard
+            .max_message
+            .fetch_min(bytes, Ordering::Relaxed);
     }
 
     fn open(&self, name: &str) -> Result<Inbox, TransportError> {
@@ -324,11 +330,13 @@ impl Transport for NatsTransport {
         let (filter, senders) = if inner.endpoint == COORDINATOR {
             (
                 format!("fedengine.{}.from.>", inner.task),
-                (from_subject(&inner.task, ""), None),
+                Senders::Nodes {
+                    prefix: from_subject(&inner.task, ""),
+                },
             )
         } else {
             let subject = to_subject(&inner.task, &inner.endpoint);
-            (subject.clone(), (subject, Some(COORDINATOR.to_owned())))
+            (subject.clone(), Senders::Coordinator { subject })
         };
         let receiver_task = Receiver::new(
             inner.jetstream.clone(),

@@ -26,7 +26,7 @@ pub(super) type OpenInbox = Option<UnboundedSender<Delivery>>;
 /// and the count of messages refused.
 #[derive(Debug)]
 pub(super) struct Guard {
-    /// The largest message accepted, in bytes (changed by `NatsTransport::limit_messages`).
+    /// The largest message accepted, in bytes (lowered by `Transport::limit_messages`).
     pub(super) max_message: AtomicU64,
     /// The largest chunk accepted: the server's `max_payload`.
     pub(super) max_chunk: usize,
@@ -43,15 +43,26 @@ impl Guard {
     }
 }
 
+/// Who alone may publish on the subjects a receiver reads (under the shipped permissions).
+pub(super) enum Senders {
+    /// The coordinator's: `<prefix><node>` is published by that node.
+    Nodes {
+        /// `fedengine.<task>.from.`
+        prefix: String,
+    },
+    /// A node's: its one subject is published by the coordinator.
+    Coordinator {
+        /// `fedengine.<task>.to.<node>`
+        subject: String,
+    },
+}
+
 pub(super) struct Receiver {
     jetstream: jetstream::Context,
     stream: String,
     durable: String,
     filter: String,
-    /// Subjects messages come on and the endpoint that alone may publish on each:
-    /// `(prefix, None)` for `<prefix><node>` from that node, `(subject, Some(endpoint))` for
-    /// one exact subject.
-    senders: (String, Option<String>),
+    senders: Senders,
     guard: Arc<Guard>,
     /// The open inbox, if any; closed when every transport clone is gone.
     inbox: watch::Receiver<OpenInbox>,
@@ -62,14 +73,13 @@ pub(super) struct Receiver {
 
 impl Receiver {
     /// A receiver for the durable consumer `durable` (filter `filter`) of `stream`, feeding
-    /// the inbox `inbox` watches. `senders` says who published what comes on a subject (see
-    /// the field).
+    /// the inbox `inbox` watches. `senders` says who published what comes on a subject.
     pub(super) fn new(
         jetstream: jetstream::Context,
         stream: String,
         durable: String,
         filter: String,
-        senders: (String, Option<String>),
+        senders: Senders,
         guard: Arc<Guard>,
         inbox: watch::Receiver<OpenInbox>,
     ) -> Self {
@@ -200,11 +210,13 @@ impl Receiver {
     /// The endpoint that alone may publish on `subject` (under the shipped permissions).
     fn sender_of(&self, subject: &str) -> Option<String> {
         match &self.senders {
-            (prefix, None) => subject
+            Senders::Nodes { prefix } => subject
                 .strip_prefix(prefix.as_str())
                 .filter(|node| super::options::valid_name(node))
                 .map(str::to_owned),
-            (exact, Some(endpoint)) => (subject == exact).then(|| endpoint.clone()),
+            Senders::Coordinator { subject: own } => {
+                (subject == own).then(|| crate::base::COORDINATOR.to_owned())
+            }
         }
     }
 
